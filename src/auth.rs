@@ -1,0 +1,58 @@
+//! The extractor that turns `Authorization: Bearer <token>` into a live,
+//! freshly slid session. Handlers that take [`Authenticated`] are protected.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web_httpauth::headers::authorization::{Bearer, Scheme as _};
+
+use crate::domain::{TokenDigest, now};
+use crate::error::{ApiError, TokenProblem};
+use crate::state::AppState;
+use crate::store::sessions::{self, Session};
+use crate::store::users::User;
+
+/// The caller's user and current session.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub user: User,
+    pub session: Session,
+}
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let digest = bearer_digest(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let digest = digest?;
+            let state = state.ok_or_else(|| {
+                ApiError::internal("app state missing", anyhow::anyhow!("no AppState"))
+            })?;
+            let policy = state.settings.session;
+            let found = state
+                .db(move |conn| Ok(sessions::authenticate(conn, &digest, &policy, now())?))
+                .await?;
+            let (session, user) = found.ok_or(ApiError::Unauthorized(TokenProblem::Invalid))?;
+            Ok(Self { user, session })
+        })
+    }
+}
+
+/// Reads the token's digest from the request, refusing a missing header,
+/// a non-Bearer scheme, or a token whose shape or checksum is wrong, all
+/// without a database query.
+fn bearer_digest(req: &HttpRequest) -> Result<TokenDigest, ApiError> {
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(TokenProblem::Missing))?;
+    let bearer =
+        Bearer::parse(header).map_err(|_| ApiError::Unauthorized(TokenProblem::Malformed))?;
+    TokenDigest::of_presented(bearer.token())
+        .map_err(|_| ApiError::Unauthorized(TokenProblem::Invalid))
+}

@@ -1,0 +1,348 @@
+//! The command line. Every flag can also be set by the environment variable
+//! named in its help; a flag wins over its variable.
+
+use std::net::ToSocketAddrs as _;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+use crate::db::{self, DatabaseUrl, PoolOptions};
+use crate::domain::{PasswordPolicy, SessionPolicy};
+use crate::settings::{self, ConfigError, HashingSettings, Settings, parse_duration, to_delta};
+
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about = "An opaque-token session service")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Where the data lives: mysql://USER:PASS@HOST:PORT/DB or sqlite://PATH.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        default_value = db::DEFAULT_DATABASE_URL,
+        value_parser = DatabaseUrl::parse,
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: DatabaseUrl,
+
+    /// Log format: human-readable lines or one JSON object per line.
+    #[arg(
+        long,
+        env = "LATCHKEY_LOG_FORMAT",
+        value_name = "LATCHKEY_LOG_FORMAT",
+        default_value = "human",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// `latchkey` with no subcommand serves, with these flags.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, then serve HTTP (the default).
+    Serve(ServeArgs),
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Manage users without a running server.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create(UserCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserCreateArgs {
+    #[arg(long)]
+    pub email: String,
+    /// Give the user the admin flag.
+    #[arg(long)]
+    pub admin: bool,
+    /// Read the password from standard input (the only way: never put a
+    /// password on a command line, where `ps` shows it).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub hashing: HashingArgs,
+    /// Minimum password length in characters.
+    #[arg(
+        long,
+        env = "LATCHKEY_PASSWORD_MIN_LENGTH",
+        value_name = "LATCHKEY_PASSWORD_MIN_LENGTH",
+        default_value_t = settings::DEFAULT_PASSWORD_MIN_LENGTH as u16,
+        value_parser = clap::value_parser!(u16).range(8..=128)
+    )]
+    pub password_min_length: u16,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HashingArgs {
+    /// bcrypt work factor (10 is the OWASP minimum; each step doubles the time).
+    #[arg(
+        long,
+        env = "LATCHKEY_BCRYPT_COST",
+        value_name = "LATCHKEY_BCRYPT_COST",
+        default_value_t = settings::DEFAULT_BCRYPT_COST,
+        value_parser = clap::value_parser!(u32).range(10..=31)
+    )]
+    pub bcrypt_cost: u32,
+
+    /// Secret mixed into every password hash (HMAC-SHA256 key). Changing it
+    /// invalidates every stored password.
+    #[arg(
+        long,
+        env = "LATCHKEY_PEPPER",
+        value_name = "LATCHKEY_PEPPER",
+        hide_env_values = true
+    )]
+    pub pepper: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "LATCHKEY_BIND",
+        value_name = "LATCHKEY_BIND",
+        default_value = settings::DEFAULT_BIND,
+        value_parser = parse_bind
+    )]
+    pub bind: String,
+
+    /// A session ends after this long without use (seconds, or 30m, 24h, ...).
+    #[arg(
+        long,
+        env = "LATCHKEY_IDLE_TIMEOUT",
+        value_name = "LATCHKEY_IDLE_TIMEOUT",
+        default_value = settings::DEFAULT_IDLE_TIMEOUT,
+        value_parser = parse_duration
+    )]
+    pub idle_timeout: Duration,
+
+    /// A session ends this long after login, however active.
+    #[arg(
+        long,
+        env = "LATCHKEY_ABSOLUTE_TIMEOUT",
+        value_name = "LATCHKEY_ABSOLUTE_TIMEOUT",
+        default_value = settings::DEFAULT_ABSOLUTE_TIMEOUT,
+        value_parser = parse_duration
+    )]
+    pub absolute_timeout: Duration,
+
+    /// Uses of a session closer together than this write nothing; 0 writes on every request.
+    #[arg(
+        long,
+        env = "LATCHKEY_TOUCH_INTERVAL",
+        value_name = "LATCHKEY_TOUCH_INTERVAL",
+        default_value = settings::DEFAULT_TOUCH_INTERVAL,
+        value_parser = parse_duration
+    )]
+    pub touch_interval: Duration,
+
+    /// Sessions a user may hold at once; a new login evicts the least recently used.
+    #[arg(
+        long,
+        env = "LATCHKEY_SESSIONS_PER_USER",
+        value_name = "LATCHKEY_SESSIONS_PER_USER",
+        default_value_t = settings::DEFAULT_SESSIONS_PER_USER,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub sessions_per_user: u32,
+
+    /// Minimum password length in characters.
+    #[arg(
+        long,
+        env = "LATCHKEY_PASSWORD_MIN_LENGTH",
+        value_name = "LATCHKEY_PASSWORD_MIN_LENGTH",
+        default_value_t = settings::DEFAULT_PASSWORD_MIN_LENGTH as u16,
+        value_parser = clap::value_parser!(u16).range(8..=128)
+    )]
+    pub password_min_length: u16,
+
+    #[command(flatten)]
+    pub hashing: HashingArgs,
+
+    /// Threads that run bcrypt; 0 means one per core.
+    #[arg(
+        long,
+        env = "LATCHKEY_BCRYPT_THREADS",
+        value_name = "LATCHKEY_BCRYPT_THREADS",
+        default_value_t = 0
+    )]
+    pub bcrypt_threads: usize,
+
+    /// Password checks allowed to wait for a bcrypt thread; more are refused with 503.
+    #[arg(
+        long,
+        env = "LATCHKEY_BCRYPT_QUEUE",
+        value_name = "LATCHKEY_BCRYPT_QUEUE",
+        default_value_t = settings::DEFAULT_BCRYPT_QUEUE as u32,
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    pub bcrypt_queue: u32,
+
+    /// Database connections in the pool.
+    #[arg(
+        long,
+        env = "LATCHKEY_DB_POOL_SIZE",
+        value_name = "LATCHKEY_DB_POOL_SIZE",
+        default_value_t = settings::DEFAULT_DB_POOL_SIZE,
+        value_parser = clap::value_parser!(u32).range(1..=1_000)
+    )]
+    pub db_pool_size: u32,
+
+    /// How long a request waits for a database connection before answering 503.
+    #[arg(
+        long,
+        env = "LATCHKEY_DB_ACQUIRE_TIMEOUT",
+        value_name = "LATCHKEY_DB_ACQUIRE_TIMEOUT",
+        default_value = settings::DEFAULT_DB_ACQUIRE_TIMEOUT,
+        value_parser = parse_duration
+    )]
+    pub db_acquire_timeout: Duration,
+
+    /// HTTP worker threads; 0 means one per core.
+    #[arg(
+        long,
+        env = "LATCHKEY_WORKERS",
+        value_name = "LATCHKEY_WORKERS",
+        default_value_t = 0
+    )]
+    pub workers: usize,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(
+        long,
+        env = "LATCHKEY_MAX_BODY_BYTES",
+        value_name = "LATCHKEY_MAX_BODY_BYTES",
+        default_value_t = settings::DEFAULT_MAX_BODY_BYTES as u32,
+        value_parser = clap::value_parser!(u32).range(256..=1_048_576)
+    )]
+    pub max_body_bytes: u32,
+}
+
+impl HashingArgs {
+    pub fn to_settings(&self, threads: usize, queue: usize) -> HashingSettings {
+        HashingSettings {
+            bcrypt_cost: self.bcrypt_cost,
+            pepper: self.pepper.clone().map(SecretString::from),
+            threads,
+            queue,
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn into_settings(self, database_url: DatabaseUrl) -> Result<Settings, ConfigError> {
+        let settings = Settings {
+            bind: self.bind,
+            database_url,
+            session: SessionPolicy {
+                idle_timeout: to_delta(self.idle_timeout),
+                absolute_timeout: to_delta(self.absolute_timeout),
+                touch_interval: to_delta(self.touch_interval),
+            },
+            sessions_per_user: self.sessions_per_user,
+            password: PasswordPolicy {
+                min_chars: usize::from(self.password_min_length),
+            },
+            hashing: self
+                .hashing
+                .to_settings(self.bcrypt_threads, self.bcrypt_queue as usize),
+            pool: PoolOptions {
+                max_size: self.db_pool_size,
+                min_idle: self.db_pool_size.min(2),
+                acquire_timeout: self.db_acquire_timeout,
+            },
+            workers: self.workers,
+            max_body_bytes: self.max_body_bytes as usize,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+fn parse_bind(raw: &str) -> Result<String, String> {
+    let resolves = raw
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| addrs.next().is_some());
+    if resolves {
+        Ok(raw.to_owned())
+    } else {
+        Err("expected HOST:PORT, for example 127.0.0.1:8080".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("latchkey").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_flags_work_with_and_without_the_subcommand() {
+        let cli = parse(&["--idle-timeout", "30m"]).unwrap();
+        assert_eq!(cli.serve.idle_timeout, Duration::from_secs(1_800));
+        let cli = parse(&["serve", "--idle-timeout", "45"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.idle_timeout, Duration::from_secs(45));
+    }
+
+    #[test]
+    fn bcrypt_costs_below_ten_are_refused() {
+        let err = parse(&["--bcrypt-cost", "9"]).unwrap_err();
+        assert!(err.to_string().contains("LATCHKEY_BCRYPT_COST"), "{err}");
+        assert!(parse(&["--bcrypt-cost", "10"]).is_ok());
+        assert!(parse(&["--bcrypt-cost", "31"]).is_ok());
+        assert!(parse(&["--bcrypt-cost", "32"]).is_err());
+    }
+
+    #[test]
+    fn a_bad_duration_names_its_variable() {
+        let err = parse(&["--touch-interval", "sometimes"]).unwrap_err();
+        assert!(err.to_string().contains("LATCHKEY_TOUCH_INTERVAL"), "{err}");
+    }
+
+    #[test]
+    fn user_create_requires_password_stdin() {
+        assert!(parse(&["user", "create", "--email", "a@example.com"]).is_err());
+        assert!(
+            parse(&[
+                "user",
+                "create",
+                "--email",
+                "a@example.com",
+                "--password-stdin"
+            ])
+            .is_ok()
+        );
+    }
+}

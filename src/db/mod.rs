@@ -1,0 +1,230 @@
+//! Everything that differs between MySQL and SQLite lives here. The rest of
+//! the code sees one [`Connection`] and one [`Pool`].
+
+mod connection;
+pub mod schema;
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use diesel::Connection as _;
+use diesel::connection::SimpleConnection as _;
+use diesel::prelude::*;
+use diesel::r2d2;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
+
+const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// The database used when `DATABASE_URL` is unset: a file next to the process.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://latchkey.sqlite3";
+
+/// How long SQLite waits for the write lock before giving up with "busy".
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+pub use connection::DbConnection as Connection;
+
+pub type Pool = r2d2::Pool<ConnectionManager>;
+pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
+/// A database location, with the backend chosen explicitly from the URL
+/// scheme. (SQLite accepts any string as a path, so "try MySQL, then SQLite"
+/// would silently turn a mistyped MySQL URL into a local file.)
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Mysql(String),
+    Sqlite(String),
+}
+
+impl DatabaseUrl {
+    /// Accepts `mysql://…`, `sqlite://PATH`, `sqlite:PATH` and `file:PATH`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.starts_with("mysql://") || raw.starts_with("mariadb://") {
+            let rest = raw.split_once("://").map_or("", |(_, rest)| rest);
+            return Ok(Self::Mysql(format!("mysql://{rest}")));
+        }
+        let path = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+            .or_else(|| raw.strip_prefix("file:").map(|_| raw));
+        match path {
+            Some("") => Err("the SQLite URL names no file".into()),
+            Some(path) => Ok(Self::Sqlite(path.to_owned())),
+            None => Err(
+                "expected a URL starting with mysql:// or sqlite:// (for example sqlite://latchkey.sqlite3)"
+                    .into(),
+            ),
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Mysql(_) => "mysql",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// Never prints a MySQL password.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Mysql(url) => {
+                let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
+                write!(f, "mysql://…@{}", host.trim_start_matches("mysql://"))
+            }
+            Self::Sqlite(path) => write!(f, "sqlite://{path}"),
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// An r2d2 manager that opens the backend named by the URL and applies the
+/// per-connection settings each backend needs.
+#[derive(Debug)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ConnectionManager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = Connection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<Connection, r2d2::Error> {
+        match &self.url {
+            DatabaseUrl::Mysql(url) => diesel::MysqlConnection::establish(url)
+                .map(Connection::Mysql)
+                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(path)
+                    .map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers proceed while one writer commits; the busy
+                // timeout makes writers queue instead of failing at once;
+                // SQLite enforces foreign keys (ON DELETE CASCADE) only when asked.
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;"
+                ))
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(Connection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), r2d2::Error> {
+        ping(conn).map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        use diesel::r2d2::R2D2Connection as _;
+        match conn {
+            Connection::Mysql(c) => c.is_broken(),
+            Connection::Sqlite(c) => c.is_broken(),
+        }
+    }
+}
+
+/// Pool sizing and timeouts, taken from the settings.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: u32,
+    pub min_idle: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// Builds the pool without connecting: start-up reports a database that is
+/// down through the migration step, and the pool reconnects by itself later.
+pub fn build_pool(url: &DatabaseUrl, options: &PoolOptions) -> Pool {
+    r2d2::Pool::builder()
+        .max_size(options.max_size)
+        .min_idle(Some(options.min_idle.min(options.max_size)))
+        .connection_timeout(options.acquire_timeout)
+        // A connection that fails its check is replaced, not handed out.
+        .test_on_check_out(false)
+        .build_unchecked(ConnectionManager::new(url.clone()))
+}
+
+/// A round trip to the database, for readiness and connection checks.
+pub fn ping(conn: &mut Connection) -> QueryResult<()> {
+    diesel::sql_query("SELECT 1").execute(conn).map(|_| ())
+}
+
+/// Applies the pending migrations of the connection's backend and returns
+/// the versions it applied.
+pub fn run_migrations(conn: &mut Connection) -> anyhow::Result<Vec<String>> {
+    let applied = match conn {
+        Connection::Mysql(c) => c.run_pending_migrations(MYSQL_MIGRATIONS),
+        Connection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+    }
+    .map_err(|e| anyhow::anyhow!(e))
+    .context("failed to apply the database migrations")?;
+    Ok(applied.into_iter().map(|v| v.to_string()).collect())
+}
+
+/// Opens one connection outside any pool (for the CLI).
+pub fn connect(url: &DatabaseUrl) -> anyhow::Result<Connection> {
+    use diesel::r2d2::ManageConnection as _;
+    ConnectionManager::new(url.clone())
+        .connect()
+        .with_context(|| format!("failed to connect to {url}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_urls_are_recognised_by_scheme() {
+        assert_eq!(
+            DatabaseUrl::parse("mysql://root@127.0.0.1:3306/db"),
+            Ok(DatabaseUrl::Mysql("mysql://root@127.0.0.1:3306/db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("mariadb://u:p@h/db"),
+            Ok(DatabaseUrl::Mysql("mysql://u:p@h/db".into()))
+        );
+    }
+
+    #[test]
+    fn sqlite_urls_name_a_file() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/l.db"),
+            Ok(DatabaseUrl::Sqlite("data/l.db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:l.db"),
+            Ok(DatabaseUrl::Sqlite("l.db".into()))
+        );
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn unknown_schemes_and_bare_paths_are_refused() {
+        assert!(DatabaseUrl::parse("postgres://localhost/db").is_err());
+        assert!(DatabaseUrl::parse("mysql:/oops").is_err());
+        assert!(DatabaseUrl::parse("latchkey.db").is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_mysql_password() {
+        let url = DatabaseUrl::parse("mysql://app:hunter2@db:3306/latchkey").unwrap();
+        let shown = format!("{url:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db:3306/latchkey"), "{shown}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Domain types and rules: parsed once at the edge, trusted afterwards.
+//! Nothing here knows about HTTP or the database.
+
+pub mod email;
+pub mod expiry;
+pub mod password;
+pub mod token;
+
+pub use email::Email;
+pub use expiry::{SessionPolicy, now};
+pub use password::{Password, PasswordPolicy};
+pub use token::{SessionToken, TokenDigest, TokenError};

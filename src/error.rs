@@ -1,0 +1,243 @@
+//! The one place where failures become HTTP responses.
+//!
+//! Policy: handlers return `Result<_, ApiError>`. Client errors carry a
+//! stable snake_case code and a human message. Server-side failures
+//! (`Internal`, `Unavailable`) keep their cause for the log only; the client
+//! sees a generic message. Causes never contain secrets: tokens, digests,
+//! passwords and hashes are types whose `Debug` is redacted.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::ServiceResponse;
+use actix_web::error::JsonPayloadError;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::hashing::HashError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("{message}")]
+    Validation { code: &'static str, message: String },
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    #[error("the current password is wrong")]
+    WrongCurrentPassword,
+    #[error("{0}")]
+    Unauthorized(TokenProblem),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+    #[error("the password was changed by another request; try again")]
+    Conflict,
+    #[error("too many password checks are in progress; retry shortly")]
+    Overloaded,
+    #[error("the service is temporarily unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// Why a request carried no usable session token (RFC 6750 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenProblem {
+    #[error("an Authorization: Bearer token is required")]
+    Missing,
+    #[error("the Authorization header is not a valid Bearer token")]
+    Malformed,
+    #[error("the token is unknown, expired or revoked")]
+    Invalid,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Validation { code, .. } => code,
+            Self::EmailTaken => "email_taken",
+            Self::InvalidCredentials | Self::WrongCurrentPassword => "invalid_credentials",
+            Self::Unauthorized(TokenProblem::Missing) => "missing_token",
+            Self::Unauthorized(_) => "invalid_token",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict => "conflict",
+            Self::Overloaded | Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn internal(context: &'static str, error: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(error.into().context(context))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::EmailTaken | Self::Conflict => StatusCode::CONFLICT,
+            Self::InvalidCredentials | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::WrongCurrentPassword => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
+            Self::Unavailable(cause) => tracing::warn!(error = ?cause, "dependency unavailable"),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            Self::Unauthorized(problem) => {
+                response.insert_header((header::WWW_AUTHENTICATE, www_authenticate(*problem)));
+            }
+            Self::Overloaded | Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            _ => {}
+        }
+        response.json(ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        })
+    }
+}
+
+/// Gives the responses actix-web produces by itself (unknown route, wrong
+/// method, a failed extractor) the same JSON shape as ours. Responses that
+/// are already JSON pass through untouched.
+pub fn json_for_framework_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .response()
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "there is no such route".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", ApiError::MethodNotAllowed.to_string())
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is too large".to_owned(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            ApiError::UnsupportedMediaType.to_string(),
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "the request took too long to arrive".to_owned(),
+        ),
+        s if s.is_server_error() => ("internal_error", "internal error".to_owned()),
+        s => (
+            "bad_request",
+            s.canonical_reason().unwrap_or("bad request").to_lowercase(),
+        ),
+    };
+    let (req, old) = res.into_parts();
+    let mut new = HttpResponse::build(status);
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            new.append_header((name.clone(), value.clone()));
+        }
+    }
+    let new = new.json(ErrorBody {
+        error: code,
+        message,
+    });
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, new).map_into_right_body(),
+    ))
+}
+
+/// Maps the JSON extractor's failures to our errors.
+pub fn json_payload_error(error: JsonPayloadError, limit: usize) -> ApiError {
+    match error {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::PayloadTooLarge(limit)
+        }
+        JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
+            ApiError::PayloadTooLarge(limit)
+        }
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::BadRequest(format!("invalid request body: {e}"))
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
+        other => ApiError::BadRequest(format!("unreadable request body: {other}")),
+    }
+}
+
+/// RFC 6750 §3: no error code when no credentials were sent at all.
+fn www_authenticate(problem: TokenProblem) -> HeaderValue {
+    HeaderValue::from_static(match problem {
+        TokenProblem::Missing => "Bearer realm=\"latchkey\"",
+        TokenProblem::Malformed => {
+            "Bearer realm=\"latchkey\", error=\"invalid_request\", error_description=\"malformed Authorization header\""
+        }
+        TokenProblem::Invalid => {
+            "Bearer realm=\"latchkey\", error=\"invalid_token\", error_description=\"the token is unknown, expired or revoked\""
+        }
+    })
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::internal("database query failed", error)
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for ApiError {
+    fn from(error: diesel::r2d2::PoolError) -> Self {
+        Self::Unavailable(anyhow::Error::new(error).context("no database connection available"))
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(error: actix_web::error::BlockingError) -> Self {
+        Self::internal("blocking task failed", anyhow::anyhow!("{error}"))
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy => Self::Overloaded,
+            other => Self::internal("password hashing failed", other),
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Password hashing on a bounded pool of its own threads.
+//!
+//! bcrypt is deliberately slow (≈ 0.1–0.3 s at cost 12). Running it on the
+//! async workers would stall token checks, and running it on the shared
+//! blocking pool would let a login flood crowd out database work. So it gets
+//! one thread per core and a bounded queue: when the queue is full the
+//! request is refused at once (503 + Retry-After) instead of waiting.
+//!
+//! Before bcrypt, each password is HMAC-SHA256'd with the optional pepper and
+//! base64-encoded (44 bytes): bcrypt ignores everything past 72 bytes, and
+//! this way two long passwords that differ late are still different.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac as _};
+use secrecy::{ExposeSecret as _, SecretString};
+use sha2::Sha256;
+use tokio::sync::oneshot;
+
+use crate::domain::Password;
+use crate::settings::HashingSettings;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("too many password checks are waiting")]
+    Busy,
+    #[error("the password hashing pool has stopped")]
+    Stopped,
+    #[error("bcrypt failed: {0}")]
+    Bcrypt(#[from] bcrypt::BcryptError),
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verification {
+    Mismatch,
+    /// The password matches; `upgraded_hash` is set when the stored hash used
+    /// a lower cost than configured and should be replaced by it.
+    Match {
+        upgraded_hash: Option<String>,
+    },
+}
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jobs: SyncSender<Job>,
+    waiting: AtomicUsize,
+    cost: u32,
+    pepper: Option<SecretString>,
+    /// Verified against when the email is unknown, so that "no such user"
+    /// costs the same time as "wrong password".
+    dummy_hash: String,
+}
+
+impl PasswordHasher {
+    /// Starts the threads. Computes one dummy hash up front (one bcrypt run).
+    pub fn start(settings: &HashingSettings) -> Result<Self, HashError> {
+        let threads = match settings.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let (jobs, receiver) = sync_channel::<Job>(settings.queue.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        for i in 0..threads {
+            let receiver = Arc::clone(&receiver);
+            std::thread::Builder::new()
+                .name(format!("latchkey-bcrypt-{i}"))
+                .spawn(move || work(&receiver))
+                .map_err(|_| HashError::Stopped)?;
+        }
+        let pepper = settings.pepper.clone();
+        let dummy_hash = bcrypt::hash(
+            prehash(pepper.as_ref(), "latchkey dummy password"),
+            settings.bcrypt_cost,
+        )?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                jobs,
+                waiting: AtomicUsize::new(0),
+                cost: settings.bcrypt_cost,
+                pepper,
+                dummy_hash,
+            }),
+        })
+    }
+
+    /// Hashes a new password with the configured cost.
+    pub async fn hash(&self, password: Password) -> Result<String, HashError> {
+        let inner = Arc::clone(&self.inner);
+        self.run(move || {
+            bcrypt::hash(
+                prehash(inner.pepper.as_ref(), password.expose()),
+                inner.cost,
+            )
+            .map_err(HashError::from)
+        })
+        .await?
+    }
+
+    /// Checks a password against a stored hash, or against the dummy hash
+    /// when there is none, so both cases take the same time.
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<String>,
+    ) -> Result<Verification, HashError> {
+        let inner = Arc::clone(&self.inner);
+        self.run(move || {
+            let candidate = prehash(inner.pepper.as_ref(), password.expose());
+            let (hash, known) = match &stored {
+                Some(hash) => (hash.as_str(), true),
+                None => (inner.dummy_hash.as_str(), false),
+            };
+            // A malformed stored hash counts as a mismatch, never a 500 that
+            // would tell an attacker something about the account.
+            let matches = bcrypt::verify(&candidate, hash).unwrap_or(false) && known;
+            if !matches {
+                return Ok(Verification::Mismatch);
+            }
+            let upgraded_hash = if cost_of(hash).is_some_and(|cost| cost < inner.cost) {
+                Some(bcrypt::hash(&candidate, inner.cost)?)
+            } else {
+                None
+            };
+            Ok(Verification::Match { upgraded_hash })
+        })
+        .await?
+    }
+
+    /// Password checks queued or running right now.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiting.load(Ordering::Relaxed)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let (tx, rx) = oneshot::channel();
+        let inner = Arc::clone(&self.inner);
+        inner.waiting.fetch_add(1, Ordering::Relaxed);
+        let guard = WaitingGuard(Arc::clone(&inner));
+        let boxed: Job = Box::new(move || {
+            let _ = tx.send(job());
+        });
+        match self.inner.jobs.try_send(boxed) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(HashError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(HashError::Stopped),
+        }
+        let result = rx.await.map_err(|_| HashError::Stopped);
+        drop(guard);
+        result
+    }
+}
+
+struct WaitingGuard(Arc<Inner>);
+
+impl Drop for WaitingGuard {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn work(receiver: &Mutex<Receiver<Job>>) {
+    loop {
+        // The lock is held only while taking a job, not while running it.
+        let job = match receiver.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return, // every sender is gone: the service is stopping
+        }
+    }
+}
+
+/// HMAC-SHA256(pepper, password), base64: 44 bytes, under bcrypt's 72.
+fn prehash(pepper: Option<&SecretString>, password: &str) -> String {
+    let key = pepper.map_or(&[][..], |p| p.expose_secret().as_bytes());
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(password.as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The cost recorded in a `$2b$12$...` hash.
+fn cost_of(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hasher(cost: u32, pepper: Option<&str>) -> PasswordHasher {
+        PasswordHasher::start(&HashingSettings {
+            bcrypt_cost: cost,
+            pepper: pepper.map(|p| SecretString::from(p.to_owned())),
+            threads: 1,
+            queue: 8,
+        })
+        .unwrap()
+    }
+
+    fn pw(s: &str) -> Password {
+        Password::candidate(s.to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let h = hasher(4, None);
+        let hash = h.hash(pw("correct horse battery")).await.unwrap();
+        assert!(hash.starts_with("$2b$04$"));
+        assert_eq!(
+            h.verify(pw("correct horse battery"), Some(hash.clone()))
+                .await
+                .unwrap(),
+            Verification::Match {
+                upgraded_hash: None
+            }
+        );
+        assert_eq!(
+            h.verify(pw("wrong"), Some(hash)).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn passwords_that_differ_after_72_bytes_are_different() {
+        let h = hasher(4, None);
+        let common = "a".repeat(80);
+        let hash = h.hash(pw(&format!("{common}1"))).await.unwrap();
+        assert_eq!(
+            h.verify(pw(&format!("{common}2")), Some(hash))
+                .await
+                .unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn the_pepper_is_part_of_the_hash() {
+        let hash = hasher(4, Some("pepper-one"))
+            .hash(pw("correct horse battery"))
+            .await
+            .unwrap();
+        let other = hasher(4, Some("pepper-two"));
+        assert_eq!(
+            other
+                .verify(pw("correct horse battery"), Some(hash))
+                .await
+                .unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_users_never_match_even_the_dummy_password() {
+        let h = hasher(4, None);
+        assert_eq!(
+            h.verify(pw("latchkey dummy password"), None).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lower_cost_hash_is_upgraded_on_match() {
+        let old = hasher(4, None)
+            .hash(pw("correct horse battery"))
+            .await
+            .unwrap();
+        let h = hasher(5, None);
+        let Verification::Match {
+            upgraded_hash: Some(new),
+        } = h
+            .verify(pw("correct horse battery"), Some(old))
+            .await
+            .unwrap()
+        else {
+            panic!("expected an upgraded hash");
+        };
+        assert!(new.starts_with("$2b$05$"));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_stored_hash_is_a_mismatch() {
+        let h = hasher(4, None);
+        assert_eq!(
+            h.verify(pw("x"), Some("not a hash".into())).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[test]
+    fn the_cost_is_read_from_the_hash() {
+        assert_eq!(cost_of("$2b$12$abcdefghijklmnopqrstuv"), Some(12));
+        assert_eq!(cost_of("garbage"), None);
+    }
+}

@@ -1,0 +1,19 @@
+//! latchkey: an opaque-token session service.
+//!
+//! Start at `routes` (the HTTP API), which leads to `auth` (the session
+//! check), `store` (the queries) and `domain` (tokens, passwords, expiry).
+
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod hashing;
+pub mod rfc3339;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,383 @@
+//! Registration, login, the session check, logout and password change.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{Either, HttpRequest, HttpResponse, web};
+use actix_web_httpauth::extractors::basic::BasicAuth;
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Authenticated;
+use crate::domain::password::InvalidPassword;
+use crate::domain::{Email, Password, SessionPolicy, SessionToken, now};
+use crate::error::ApiError;
+use crate::hashing::Verification;
+use crate::state::AppState;
+use crate::store::sessions::{self, ClientInfo, NewSession, OpenRefused, Session};
+use crate::store::users::{self, CreateUserError, NewUser, User};
+
+const MAX_LABEL_CHARS: usize = 100;
+const MAX_USER_AGENT_CHARS: usize = 255;
+
+#[derive(Deserialize)]
+pub struct RegisterBody {
+    email: String,
+    password: String,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ChangePasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// The answer to a successful register or login.
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    user: &'a User,
+    token: &'a str,
+    token_type: &'static str,
+    session_id: &'a str,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    expires_at: NaiveDateTime,
+}
+
+/// A session as its owner sees it.
+#[derive(Serialize)]
+pub struct SessionJson {
+    id: String,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    last_updated_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    expires_at: NaiveDateTime,
+    current: bool,
+    user_agent: Option<String>,
+    label: Option<String>,
+}
+
+impl SessionJson {
+    pub fn new(session: &Session, policy: &SessionPolicy, current_id: Option<&str>) -> Self {
+        Self {
+            id: session.id.clone(),
+            created_at: session.created_at,
+            last_updated_at: session.last_updated_at,
+            expires_at: policy.expires_at(session.created_at, session.last_updated_at),
+            current: current_id == Some(session.id.as_str()),
+            user_agent: session.user_agent.clone(),
+            label: session.label.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatusResponse<'a> {
+    user: &'a User,
+    session: SessionJson,
+}
+
+/// `POST /auth/register`: creates the account and its first session.
+pub async fn register(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<RegisterBody>,
+) -> Result<HttpResponse, ApiError> {
+    let RegisterBody {
+        email,
+        password,
+        label,
+    } = body.into_inner();
+    let email = Email::parse(&email).map_err(|e| ApiError::Validation {
+        code: "invalid_email",
+        message: e.to_string(),
+    })?;
+    let password = state
+        .settings
+        .password
+        .check(password)
+        .map_err(invalid_password)?;
+    let client = client_info(&req, label)?;
+    let password_hash = state.hasher.hash(password).await?;
+
+    let now = now();
+    let user = User {
+        id: users::new_id(),
+        email: email.into_string(),
+        admin: false,
+        created_at: now,
+    };
+    let (token, digest) = SessionToken::generate();
+    let session_id = sessions::new_id();
+    let (user, session_id) = state
+        .db(move |conn| {
+            use diesel::Connection as _;
+            conn.transaction::<_, ApiError, _>(|conn| {
+                users::insert(
+                    conn,
+                    &NewUser {
+                        id: &user.id,
+                        email: &user.email,
+                        password_hash: &password_hash,
+                        admin: false,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )
+                .map_err(|e| match e {
+                    CreateUserError::EmailTaken => ApiError::EmailTaken,
+                    CreateUserError::Database(e) => e.into(),
+                })?;
+                sessions::insert(
+                    conn,
+                    &NewSession::new(&session_id, &user.id, &digest, &client, now),
+                )?;
+                Ok(())
+            })?;
+            Ok((user, session_id))
+        })
+        .await?;
+    tracing::info!(user_id = %user.id, session_id = %session_id, "user registered");
+    let expires_at = state.settings.session.expires_at(now, now);
+    Ok(token_response(
+        HttpResponse::Created(),
+        &user,
+        &token,
+        &session_id,
+        expires_at,
+    ))
+}
+
+/// `POST /auth/login`: JSON `{"email","password"}` or HTTP Basic.
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    credentials: Either<web::Json<LoginBody>, BasicAuth>,
+) -> Result<HttpResponse, ApiError> {
+    let (email, password, label) = match credentials {
+        Either::Left(body) => {
+            let LoginBody {
+                email,
+                password,
+                label,
+            } = body.into_inner();
+            (email, password, label)
+        }
+        Either::Right(basic) => (
+            basic.user_id().to_owned(),
+            basic.password().unwrap_or_default().to_owned(),
+            None,
+        ),
+    };
+    let client = client_info(&req, label)?;
+    // A malformed email cannot belong to anyone; it is checked against the
+    // dummy hash like any unknown email, so the answer and its timing match.
+    let credentials = match Email::parse(&email) {
+        Ok(email) => {
+            state
+                .db(move |conn| Ok(users::find_credentials_by_email(conn, email.as_str())?))
+                .await?
+        }
+        Err(_) => None,
+    };
+    let stored_hash = credentials.as_ref().map(|c| c.password_hash.clone());
+    let verification = state
+        .hasher
+        .verify(Password::candidate(password), stored_hash)
+        .await?;
+    let (Some(credentials), Verification::Match { upgraded_hash }) = (credentials, verification)
+    else {
+        tracing::info!("login refused: invalid credentials");
+        return Err(ApiError::InvalidCredentials);
+    };
+
+    let now = now();
+    let (token, digest) = SessionToken::generate();
+    let session_id = sessions::new_id();
+    let policy = state.settings.session;
+    let cap = state.settings.sessions_per_user;
+    let user_id = credentials.id.clone();
+    let user = state
+        .db(move |conn| {
+            let new = NewSession::new(&session_id, &user_id, &digest, &client, now);
+            let opened = sessions::open_for_login(
+                conn,
+                &new,
+                &credentials.password_hash,
+                upgraded_hash.as_deref(),
+                cap,
+                &policy,
+                now,
+            )?;
+            match opened {
+                Ok(()) => Ok((users::find_by_id(conn, &user_id)?, session_id)),
+                Err(OpenRefused::CredentialsChanged) => Ok((None, session_id)),
+            }
+        })
+        .await?;
+    let (Some(user), session_id) = user else {
+        tracing::info!("login refused: the password changed while it was being checked");
+        return Err(ApiError::InvalidCredentials);
+    };
+    tracing::info!(user_id = %user.id, session_id = %session_id, "user logged in");
+    let expires_at = policy.expires_at(now, now);
+    Ok(token_response(
+        HttpResponse::Ok(),
+        &user,
+        &token,
+        &session_id,
+        expires_at,
+    ))
+}
+
+/// `GET /auth/status`: who the token belongs to. Slides the session.
+pub async fn status(state: web::Data<AppState>, auth: Authenticated) -> HttpResponse {
+    let session = SessionJson::new(
+        &auth.session,
+        &state.settings.session,
+        Some(&auth.session.id),
+    );
+    HttpResponse::Ok().json(StatusResponse {
+        user: &auth.user,
+        session,
+    })
+}
+
+/// `POST /auth/logout`: ends the current session.
+pub async fn logout(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let Authenticated { user, session } = auth;
+    state
+        .db(move |conn| Ok(sessions::delete_for_user(conn, &user.id, &session.id)?))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /auth/logout-all`: ends every session of the caller.
+pub async fn logout_all(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = auth.user.id;
+    let ended = state
+        .db(move |conn| Ok(sessions::delete_all_for_user(conn, &user_id)?))
+        .await?;
+    tracing::info!(sessions = ended, "logged out everywhere");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `PUT /auth/password`: changes the password and ends every other session.
+pub async fn change_password(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    body: web::Json<ChangePasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ChangePasswordBody {
+        current_password,
+        new_password,
+    } = body.into_inner();
+    let new_password = state
+        .settings
+        .password
+        .check(new_password)
+        .map_err(invalid_password)?;
+    let user_id = auth.user.id.clone();
+    let credentials = state
+        .db(move |conn| Ok(users::find_credentials_by_id(conn, &user_id)?))
+        .await?
+        .ok_or(ApiError::Unauthorized(crate::error::TokenProblem::Invalid))?;
+    let verification = state
+        .hasher
+        .verify(
+            Password::candidate(current_password),
+            Some(credentials.password_hash.clone()),
+        )
+        .await?;
+    if verification == Verification::Mismatch {
+        return Err(ApiError::WrongCurrentPassword);
+    }
+    let new_hash = state.hasher.hash(new_password).await?;
+    let keep = auth.session.id.clone();
+    let revoked = state
+        .db(move |conn| {
+            use diesel::Connection as _;
+            conn.transaction::<_, ApiError, _>(|conn| {
+                let now = now();
+                if !users::replace_password_hash(
+                    conn,
+                    &credentials.id,
+                    &credentials.password_hash,
+                    &new_hash,
+                    now,
+                )? {
+                    return Err(ApiError::Conflict);
+                }
+                Ok(sessions::delete_all_for_user_except(
+                    conn,
+                    &credentials.id,
+                    &keep,
+                )?)
+            })
+        })
+        .await?;
+    tracing::info!(user_id = %auth.user.id, revoked_sessions = revoked, "password changed");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn token_response(
+    mut builder: actix_web::HttpResponseBuilder,
+    user: &User,
+    token: &SessionToken,
+    session_id: &str,
+    expires_at: NaiveDateTime,
+) -> HttpResponse {
+    // RFC 6749 §5.1: responses carrying credentials must not be cached.
+    builder
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
+        .json(TokenResponse {
+            user,
+            token: token.expose(),
+            token_type: "Bearer",
+            session_id,
+            expires_at,
+        })
+}
+
+fn invalid_password(e: InvalidPassword) -> ApiError {
+    ApiError::Validation {
+        code: "invalid_password",
+        message: e.to_string(),
+    }
+}
+
+/// The user agent (truncated) and the optional label the client chose.
+fn client_info(req: &HttpRequest, label: Option<String>) -> Result<ClientInfo, ApiError> {
+    let label = label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
+    if label
+        .as_ref()
+        .is_some_and(|l| l.chars().count() > MAX_LABEL_CHARS)
+    {
+        return Err(ApiError::Validation {
+            code: "invalid_label",
+            message: format!("the label must be at most {MAX_LABEL_CHARS} characters long"),
+        });
+    }
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
+    Ok(ClientInfo { user_agent, label })
+}

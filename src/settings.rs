@@ -1,0 +1,199 @@
+//! Typed settings, validated once at start-up and passed in; never global.
+//!
+//! Defaults, and why:
+//! - idle timeout 24 h and absolute timeout 30 days: a phone used daily stays
+//!   signed in, an abandoned one is signed out by the next day, and nobody
+//!   keeps a session longer than OWASP ASVS level 1's 30 days. Level 2
+//!   deployments should lower them (e.g. 30 min / 12 h).
+//! - touch interval 60 s: at most one write per session per minute, so the
+//!   hot path is a single indexed read; an idle deadline is late by at most
+//!   a minute in a day.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use secrecy::SecretString;
+
+use crate::db::{DatabaseUrl, PoolOptions};
+use crate::domain::{PasswordPolicy, SessionPolicy};
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_IDLE_TIMEOUT: &str = "86400";
+pub const DEFAULT_ABSOLUTE_TIMEOUT: &str = "2592000";
+pub const DEFAULT_TOUCH_INTERVAL: &str = "60";
+pub const DEFAULT_SESSIONS_PER_USER: u32 = 10;
+pub const DEFAULT_BCRYPT_COST: u32 = 12;
+pub const DEFAULT_BCRYPT_QUEUE: usize = 64;
+pub const DEFAULT_PASSWORD_MIN_LENGTH: usize = 12;
+pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
+pub const DEFAULT_DB_ACQUIRE_TIMEOUT: &str = "2";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Everything `latchkey serve` needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: String,
+    pub database_url: DatabaseUrl,
+    pub session: SessionPolicy,
+    pub sessions_per_user: u32,
+    pub password: PasswordPolicy,
+    pub hashing: HashingSettings,
+    pub pool: PoolOptions,
+    /// actix-web worker threads; 0 means one per core.
+    pub workers: usize,
+    pub max_body_bytes: usize,
+}
+
+/// How passwords are hashed: shared by the server and the CLI.
+#[derive(Debug, Clone)]
+pub struct HashingSettings {
+    pub bcrypt_cost: u32,
+    pub pepper: Option<SecretString>,
+    /// Threads of the bcrypt pool; 0 means one per core.
+    pub threads: usize,
+    /// Requests allowed to wait for a bcrypt thread before new ones are refused.
+    pub queue: usize,
+}
+
+/// A setting that is out of range, named by its environment variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+impl Settings {
+    /// The documented defaults, on the given database.
+    pub fn with_defaults(database_url: DatabaseUrl) -> Self {
+        let seconds = |s: &str| parse_duration(s).expect("the default durations are valid");
+        Self {
+            bind: DEFAULT_BIND.to_owned(),
+            database_url,
+            session: SessionPolicy {
+                idle_timeout: to_delta(seconds(DEFAULT_IDLE_TIMEOUT)),
+                absolute_timeout: to_delta(seconds(DEFAULT_ABSOLUTE_TIMEOUT)),
+                touch_interval: to_delta(seconds(DEFAULT_TOUCH_INTERVAL)),
+            },
+            sessions_per_user: DEFAULT_SESSIONS_PER_USER,
+            password: PasswordPolicy {
+                min_chars: DEFAULT_PASSWORD_MIN_LENGTH,
+            },
+            hashing: HashingSettings {
+                bcrypt_cost: DEFAULT_BCRYPT_COST,
+                pepper: None,
+                threads: 0,
+                queue: DEFAULT_BCRYPT_QUEUE,
+            },
+            pool: PoolOptions {
+                max_size: DEFAULT_DB_POOL_SIZE,
+                min_idle: 2,
+                acquire_timeout: seconds(DEFAULT_DB_ACQUIRE_TIMEOUT),
+            },
+            workers: 0,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    /// Rules that involve more than one setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.session;
+        if s.idle_timeout <= TimeDelta::zero() {
+            return Err(ConfigError {
+                variable: "LATCHKEY_IDLE_TIMEOUT",
+                reason: "must be longer than zero".into(),
+            });
+        }
+        if s.absolute_timeout < s.idle_timeout {
+            return Err(ConfigError {
+                variable: "LATCHKEY_ABSOLUTE_TIMEOUT",
+                reason: "must be at least LATCHKEY_IDLE_TIMEOUT".into(),
+            });
+        }
+        // A session used more often than the touch interval would otherwise
+        // never be bumped and would idle out while in use.
+        if s.touch_interval >= s.idle_timeout {
+            return Err(ConfigError {
+                variable: "LATCHKEY_TOUCH_INTERVAL",
+                reason: "must be shorter than LATCHKEY_IDLE_TIMEOUT".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Integer seconds (`3600`) or a humantime duration (`1h`, `30m`, `7days`).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    if let Ok(seconds) = raw.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(raw)
+        .map_err(|e| format!("expected integer seconds or a duration like 30m or 24h ({e})"))
+}
+
+/// Durations beyond chrono's range (hundreds of millions of years) are capped.
+pub fn to_delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        Settings::with_defaults(DatabaseUrl::Sqlite("x.db".into()))
+    }
+
+    #[test]
+    fn durations_accept_integer_seconds_and_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1_800)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("-5").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        let settings = defaults();
+        settings.validate().unwrap();
+        assert_eq!(settings.session.idle_timeout, TimeDelta::hours(24));
+        assert_eq!(settings.session.absolute_timeout, TimeDelta::days(30));
+        assert_eq!(settings.session.touch_interval, TimeDelta::seconds(60));
+        assert_eq!(settings.hashing.bcrypt_cost, 12);
+        assert_eq!(settings.bind, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_touch_interval_as_long_as_the_idle_timeout_is_refused() {
+        let mut settings = defaults();
+        settings.session.touch_interval = settings.session.idle_timeout;
+        assert_eq!(
+            settings.validate().unwrap_err().variable,
+            "LATCHKEY_TOUCH_INTERVAL"
+        );
+    }
+
+    #[test]
+    fn an_absolute_timeout_below_the_idle_timeout_is_refused() {
+        let mut settings = defaults();
+        settings.session.absolute_timeout = TimeDelta::seconds(10);
+        assert_eq!(
+            settings.validate().unwrap_err().variable,
+            "LATCHKEY_ABSOLUTE_TIMEOUT"
+        );
+    }
+
+    #[test]
+    fn a_zero_idle_timeout_is_refused() {
+        let mut settings = defaults();
+        settings.session.idle_timeout = TimeDelta::zero();
+        settings.session.touch_interval = TimeDelta::zero();
+        assert_eq!(
+            settings.validate().unwrap_err().variable,
+            "LATCHKEY_IDLE_TIMEOUT"
+        );
+    }
+}

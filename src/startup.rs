@@ -1,0 +1,116 @@
+//! Wiring: settings in, a bound listener and a running server out.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::header;
+use actix_web::middleware::{DefaultHeaders, ErrorHandlers};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use tracing_actix_web::TracingLogger;
+
+use crate::db;
+use crate::error::{ApiError, json_for_framework_errors, json_payload_error};
+use crate::hashing::PasswordHasher;
+use crate::routes;
+use crate::settings::Settings;
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Migrates the database, starts the bcrypt pool and binds the listener.
+    /// The server runs once [`Application::run_until_stopped`] is awaited.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = db::build_pool(&settings.database_url, &settings.pool);
+        let migrate_pool = pool.clone();
+        let applied = web::block(move || -> anyhow::Result<Vec<String>> {
+            let mut conn = migrate_pool
+                .get()
+                .context("failed to connect to the database")?;
+            db::run_migrations(&mut conn)
+        })
+        .await
+        .context("the migration task failed")??;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "applied database migrations");
+        }
+
+        let hashing = settings.hashing.clone();
+        let hasher = web::block(move || PasswordHasher::start(&hashing))
+            .await
+            .context("the hasher start-up task failed")?
+            .context("failed to start the password hasher")?;
+
+        let listener = TcpListener::bind(&settings.bind)
+            .with_context(|| format!("failed to bind {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        tracing::info!(
+            address = %listener.local_addr()?,
+            database = %settings.database_url,
+            "latchkey is listening"
+        );
+
+        let workers = match settings.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let state = web::Data::new(AppState {
+            pool,
+            hasher,
+            settings: Arc::new(settings),
+        });
+        let server = HttpServer::new(move || {
+            let limit = state.settings.max_body_bytes;
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(limit)
+                        .error_handler(move |e, _| json_payload_error(e, limit).into()),
+                )
+                .app_data(web::PayloadConfig::new(limit))
+                .configure(routes::configure)
+                .default_service(web::to(|| async {
+                    Err::<(), _>(ApiError::NotFound("there is no such route"))
+                }))
+                .wrap(ErrorHandlers::new().default_handler(json_for_framework_errors))
+                .wrap(security_headers())
+                .wrap(TracingLogger::default())
+        })
+        .workers(workers)
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM, letting in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Nothing latchkey answers is meant to be cached, framed or sniffed.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::CACHE_CONTROL, "no-store"))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+}

@@ -1,0 +1,5 @@
+//! Queries, named for what they do. Each takes `&mut Connection` and runs
+//! on a blocking thread (see `run` in `crate::db_run`).
+
+pub mod sessions;
+pub mod users;

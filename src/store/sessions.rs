@@ -1,0 +1,259 @@
+//! The `authentication_tokens` table: one row per session.
+//!
+//! Locking, for both backends: a transaction that writes begins with a
+//! write. On MySQL that takes the row lock it needs before anything is read;
+//! on SQLite it takes the database's write lock up front, so a transaction
+//! never has to upgrade a read snapshot (which fails with SQLITE_BUSY rather
+//! than waiting). Single statements run in autocommit.
+
+use chrono::NaiveDateTime;
+use diesel::Connection as _;
+use diesel::prelude::*;
+
+use crate::db::Connection;
+use crate::db::schema::{authentication_tokens as tokens, users};
+use crate::domain::{SessionPolicy, TokenDigest};
+use crate::store::users::User;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = tokens)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: NaiveDateTime,
+    pub last_updated_at: NaiveDateTime,
+    pub user_agent: Option<String>,
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = tokens)]
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub token_hash: &'a [u8],
+    pub created_at: NaiveDateTime,
+    pub last_updated_at: NaiveDateTime,
+    pub user_agent: Option<&'a str>,
+    pub label: Option<&'a str>,
+}
+
+impl<'a> NewSession<'a> {
+    pub fn new(
+        id: &'a str,
+        user_id: &'a str,
+        digest: &'a TokenDigest,
+        client: &'a ClientInfo,
+        now: NaiveDateTime,
+    ) -> Self {
+        Self {
+            id,
+            user_id,
+            token_hash: digest.as_bytes(),
+            created_at: now,
+            last_updated_at: now,
+            user_agent: client.user_agent.as_deref(),
+            label: client.label.as_deref(),
+        }
+    }
+}
+
+/// What the client told us about itself when logging in.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+    pub label: Option<String>,
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// The hot path: finds the live session for a token, with its user, and
+/// slides it. One indexed read; plus one single-row write when the last
+/// bump is older than the touch interval. The write is conditional on the
+/// row still existing and on moving time forward, so it can neither
+/// resurrect a logged-out session nor deadlock with another bump (it locks
+/// one row by primary key and nothing else).
+pub fn authenticate(
+    conn: &mut Connection,
+    digest: &TokenDigest,
+    policy: &SessionPolicy,
+    now: NaiveDateTime,
+) -> QueryResult<Option<(Session, User)>> {
+    let found = tokens::table
+        .inner_join(users::table)
+        .filter(tokens::token_hash.eq(digest.as_bytes()))
+        .select((Session::as_select(), User::as_select()))
+        .first::<(Session, User)>(conn)
+        .optional()?;
+    let Some((mut session, user)) = found else {
+        return Ok(None);
+    };
+    if !policy.is_live(session.created_at, session.last_updated_at, now) {
+        delete_if_expired(conn, &session.id, policy, now)?;
+        return Ok(None);
+    }
+    if policy.needs_touch(session.last_updated_at, now) {
+        diesel::update(
+            tokens::table
+                .find(&session.id)
+                .filter(tokens::last_updated_at.lt(now)),
+        )
+        .set(tokens::last_updated_at.eq(now))
+        .execute(conn)?;
+        session.last_updated_at = now;
+    }
+    Ok(Some((session, user)))
+}
+
+/// Deletes a session that has expired; a live one is left alone even if a
+/// caller's clock disagrees.
+fn delete_if_expired(
+    conn: &mut Connection,
+    id: &str,
+    policy: &SessionPolicy,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::delete(
+        tokens::table.find(id).filter(
+            tokens::last_updated_at
+                .le(policy.idle_cutoff(now))
+                .or(tokens::created_at.le(policy.absolute_cutoff(now))),
+        ),
+    )
+    .execute(conn)
+}
+
+/// Why a login could not open its session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenRefused {
+    /// The password changed (or the user was deleted) after it was checked.
+    CredentialsChanged,
+}
+
+/// Opens a session for a user whose password was just verified against
+/// `verified_hash`, evicting the least recently used sessions beyond `cap`.
+///
+/// The first statement locks the user (and records the login, and stores an
+/// upgraded hash if there is one). It only matches while the hash is the one
+/// that was verified, so a login racing a password change cannot create a
+/// session with the old password after the change committed. Concurrent
+/// logins of one user queue on that lock, so the cap holds exactly.
+#[allow(clippy::too_many_arguments)]
+pub fn open_for_login(
+    conn: &mut Connection,
+    new: &NewSession<'_>,
+    verified_hash: &str,
+    upgraded_hash: Option<&str>,
+    cap: u32,
+    policy: &SessionPolicy,
+    now: NaiveDateTime,
+) -> QueryResult<Result<(), OpenRefused>> {
+    conn.transaction(|conn| {
+        let locked = diesel::update(
+            users::table
+                .find(new.user_id)
+                .filter(users::password_hash.eq(verified_hash)),
+        )
+        .set((
+            users::last_login_at.eq(now),
+            users::password_hash.eq(upgraded_hash.unwrap_or(verified_hash)),
+        ))
+        .execute(conn)?;
+        if locked == 0 {
+            return Ok(Err(OpenRefused::CredentialsChanged));
+        }
+        make_room(conn, new.user_id, cap, policy, now)?;
+        insert(conn, new)?;
+        Ok(Ok(()))
+    })
+}
+
+/// Inserts a session row. Used inside the transactions that create one.
+pub fn insert(conn: &mut Connection, new: &NewSession<'_>) -> QueryResult<()> {
+    diesel::insert_into(tokens::table)
+        .values(new)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Deletes the user's expired sessions, then the least recently used live
+/// ones until one more fits under the cap.
+fn make_room(
+    conn: &mut Connection,
+    user_id: &str,
+    cap: u32,
+    policy: &SessionPolicy,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::delete(
+        tokens::table.filter(tokens::user_id.eq(user_id)).filter(
+            tokens::last_updated_at
+                .le(policy.idle_cutoff(now))
+                .or(tokens::created_at.le(policy.absolute_cutoff(now))),
+        ),
+    )
+    .execute(conn)?;
+    let newest_first: Vec<String> = tokens::table
+        .filter(tokens::user_id.eq(user_id))
+        .order((tokens::last_updated_at.desc(), tokens::id.desc()))
+        .select(tokens::id)
+        .load(conn)?;
+    let keep = (cap as usize).saturating_sub(1);
+    if newest_first.len() > keep {
+        diesel::delete(tokens::table.filter(tokens::id.eq_any(&newest_first[keep..])))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The user's live sessions, most recently used first.
+pub fn list_live_for_user(
+    conn: &mut Connection,
+    user_id: &str,
+    policy: &SessionPolicy,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<Session>> {
+    tokens::table
+        .filter(tokens::user_id.eq(user_id))
+        .filter(tokens::last_updated_at.gt(policy.idle_cutoff(now)))
+        .filter(tokens::created_at.gt(policy.absolute_cutoff(now)))
+        .order((tokens::last_updated_at.desc(), tokens::id.desc()))
+        .select(Session::as_select())
+        .load(conn)
+}
+
+/// Deletes one session, only if it belongs to `user_id`. Returns whether it did.
+pub fn delete_for_user(
+    conn: &mut Connection,
+    user_id: &str,
+    session_id: &str,
+) -> QueryResult<bool> {
+    diesel::delete(
+        tokens::table
+            .find(session_id)
+            .filter(tokens::user_id.eq(user_id)),
+    )
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Deletes every session of a user. Returns how many there were.
+pub fn delete_all_for_user(conn: &mut Connection, user_id: &str) -> QueryResult<usize> {
+    diesel::delete(tokens::table.filter(tokens::user_id.eq(user_id))).execute(conn)
+}
+
+/// Deletes every session of a user but one.
+pub fn delete_all_for_user_except(
+    conn: &mut Connection,
+    user_id: &str,
+    keep: &str,
+) -> QueryResult<usize> {
+    diesel::delete(
+        tokens::table
+            .filter(tokens::user_id.eq(user_id))
+            .filter(tokens::id.ne(keep)),
+    )
+    .execute(conn)
+}

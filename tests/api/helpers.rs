@@ -1,0 +1,353 @@
+//! The test harness: a real latchkey on a free port, on a database created
+//! for this one test and dropped when the test ends.
+//!
+//! MySQL tests use `LATCHKEY_TEST_MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306`), create `latchkey_test_<random>` there and
+//! drop only that database. SQLite tests use a file in a fresh temp dir
+//! (never `:memory:`, which gives each pooled connection its own database).
+
+use std::sync::Once;
+
+use chrono::NaiveDateTime;
+use diesel::Connection as _;
+use diesel::prelude::*;
+use latchkey::db::schema::{authentication_tokens, users};
+use latchkey::db::{self, DatabaseUrl, Pool, PoolOptions};
+use latchkey::settings::Settings;
+use latchkey::startup::Application;
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Mysql,
+    Sqlite,
+}
+
+/// Generates one `#[tokio::test]` per backend for each named async fn
+/// taking a `Backend`: `name::mysql` and `name::sqlite`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mysql() {
+                    super::$name($crate::helpers::Backend::Mysql).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            }
+        )*
+    };
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// A pool on the app's database, for arranging and checking rows.
+    pub pool: Pool,
+    pub settings: Settings,
+    handle: actix_web::dev::ServerHandle,
+    _database: TestDatabase,
+}
+
+/// Starts latchkey with test settings (bcrypt cost 4: the minimum bcrypt
+/// allows, so that the suite stays fast; the CLI refuses anything below 10).
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    init_test_logging();
+    let database = TestDatabase::create(backend);
+    let mut settings = Settings::with_defaults(database.url.clone());
+    settings.bind = "127.0.0.1:0".into();
+    settings.hashing.bcrypt_cost = 4;
+    settings.hashing.threads = 2;
+    settings.workers = 2;
+    settings.pool = PoolOptions {
+        max_size: 8,
+        min_idle: 1,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    };
+    configure(&mut settings);
+    settings.validate().expect("test settings are valid");
+
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+
+    let pool = db::build_pool(
+        &database.url,
+        &PoolOptions {
+            max_size: 2,
+            min_idle: 0,
+            acquire_timeout: std::time::Duration::from_secs(5),
+        },
+    );
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a reqwest client"),
+        pool,
+        settings,
+        handle,
+        _database: database,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop the workers so they release their database connections
+        // before the database is dropped.
+        drop(self.handle.stop(false));
+    }
+}
+
+/// A registered user and the token registration returned.
+pub struct Registered {
+    pub email: String,
+    pub password: String,
+    pub token: String,
+    pub user_id: String,
+    pub session_id: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/auth/register",
+            &json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/auth/login",
+            &json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    /// Registers a fresh user with [`PASSWORD`] and returns its token.
+    pub async fn register_user(&self) -> Registered {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+        let response = self.register(&email, PASSWORD).await;
+        assert_eq!(response.status(), 201, "registration failed");
+        let body: Value = response.json().await.expect("JSON body");
+        Registered {
+            email,
+            password: PASSWORD.to_owned(),
+            token: body["token"].as_str().expect("token").to_owned(),
+            user_id: body["user"]["id"].as_str().expect("user id").to_owned(),
+            session_id: body["session_id"].as_str().expect("session id").to_owned(),
+        }
+    }
+
+    /// Logs in and returns the new token.
+    pub async fn login_token(&self, email: &str, password: &str) -> String {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), 200, "login failed");
+        let body: Value = response.json().await.expect("JSON body");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn status(&self, token: &str) -> reqwest::Response {
+        self.get_with_token("/auth/status", token).await
+    }
+
+    pub async fn post_with_token(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Runs diesel code against the app's database on a blocking thread.
+    pub async fn with_db<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut db::Connection) -> T + Send + 'static,
+    ) -> T {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().expect("a test database connection");
+            work(&mut conn)
+        })
+        .await
+        .expect("the database task ran")
+    }
+
+    /// Every row of `authentication_tokens` for a user.
+    pub async fn session_rows(&self, user_id: &str) -> Vec<SessionRow> {
+        let user_id = user_id.to_owned();
+        self.with_db(move |conn| {
+            authentication_tokens::table
+                .filter(authentication_tokens::user_id.eq(user_id))
+                .order(authentication_tokens::created_at.asc())
+                .select(SessionRow::as_select())
+                .load(conn)
+                .expect("session rows")
+        })
+        .await
+    }
+
+    pub async fn count_sessions(&self) -> i64 {
+        self.with_db(|conn| {
+            authentication_tokens::table
+                .count()
+                .get_result(conn)
+                .expect("count")
+        })
+        .await
+    }
+
+    pub async fn count_users(&self) -> i64 {
+        self.with_db(|conn| users::table.count().get_result(conn).expect("count"))
+            .await
+    }
+
+    /// Moves a session's timestamps, to simulate the passage of time.
+    pub async fn set_session_times(
+        &self,
+        session_id: &str,
+        created_at: NaiveDateTime,
+        last_updated_at: NaiveDateTime,
+    ) {
+        let session_id = session_id.to_owned();
+        let updated = self
+            .with_db(move |conn| {
+                diesel::update(authentication_tokens::table.find(session_id))
+                    .set((
+                        authentication_tokens::created_at.eq(created_at),
+                        authentication_tokens::last_updated_at.eq(last_updated_at),
+                    ))
+                    .execute(conn)
+                    .expect("update")
+            })
+            .await;
+        assert_eq!(updated, 1, "no such session row");
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = authentication_tokens)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub token_hash: Vec<u8>,
+    pub created_at: NaiveDateTime,
+    pub last_updated_at: NaiveDateTime,
+    pub user_agent: Option<String>,
+    pub label: Option<String>,
+}
+
+/// A database that exists for one test only.
+struct TestDatabase {
+    url: DatabaseUrl,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Mysql { server: String, name: String },
+    Sqlite { _dir: tempfile::TempDir },
+}
+
+impl TestDatabase {
+    fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Mysql => {
+                let server = mysql_server_url();
+                let name = format!("latchkey_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = diesel::MysqlConnection::establish(&server)
+                    .unwrap_or_else(|e| panic!("cannot reach MySQL at {server}: {e}"));
+                diesel::sql_query(format!("CREATE DATABASE `{name}`"))
+                    .execute(&mut conn)
+                    .expect("CREATE DATABASE");
+                Self {
+                    url: DatabaseUrl::Mysql(format!("{server}/{name}")),
+                    cleanup: Cleanup::Mysql { server, name },
+                }
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::Builder::new()
+                    .prefix("latchkey-test-")
+                    .tempdir()
+                    .expect("a temp dir");
+                let path = dir.path().join("latchkey.sqlite3");
+                Self {
+                    url: DatabaseUrl::Sqlite(path.to_string_lossy().into_owned()),
+                    cleanup: Cleanup::Sqlite { _dir: dir },
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Cleanup::Mysql { server, name } = &self.cleanup {
+            // Only ever the database this harness created.
+            if let Ok(mut conn) = diesel::MysqlConnection::establish(server) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .execute(&mut conn);
+            }
+        }
+    }
+}
+
+fn mysql_server_url() -> String {
+    std::env::var("LATCHKEY_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Logs stay silent unless `TEST_LOG` is set.
+fn init_test_logging() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}

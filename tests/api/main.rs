@@ -1,0 +1,6 @@
+//! Black-box tests over HTTP, each on its own fresh database, run on both
+//! MySQL (MariaDB) and SQLite. One binary, so it links once.
+
+mod helpers;
+
+mod health;
