@@ -1,6 +1,9 @@
 //! Black-box tests over HTTP, each on its own fresh database, run on both
 //! MySQL (MariaDB) and SQLite. One binary, so it links once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 
 mod helpers;
 
+mod cli;
 mod health;

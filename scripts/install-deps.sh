@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system packages latchkey needs to build, if they are missing:
+# the MySQL/MariaDB client library (diesel links it) and pkg-config.
+# SQLite is compiled in (libsqlite3-sys "bundled"), so it needs nothing.
+set -euo pipefail
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo is not installed; install a Rust toolchain (1.88 or newer) first" >&2
+    exit 1
+fi
+
+missing=()
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if ! pkg-config --exists libmariadb 2>/dev/null && ! pkg-config --exists mysqlclient 2>/dev/null; then
+    missing+=(libmariadb-dev)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+fi
