@@ -11,7 +11,7 @@ use actix_web_httpauth::headers::authorization::{Bearer, Scheme as _};
 use crate::domain::{TokenDigest, now};
 use crate::error::{ApiError, TokenProblem};
 use crate::state::AppState;
-use crate::store::sessions::{self, Session};
+use crate::store::sessions::{self, Session, Touch};
 use crate::store::users::User;
 
 /// The caller's user and current session.
@@ -35,7 +35,15 @@ impl FromRequest for Authenticated {
             })?;
             let policy = state.settings.session;
             let found = state
-                .db(move |conn| Ok(sessions::authenticate(conn, &digest, &policy, now())?))
+                .db(move |conn| {
+                    Ok(sessions::authenticate(
+                        conn,
+                        &digest,
+                        &policy,
+                        now(),
+                        Touch::IfStale,
+                    )?)
+                })
                 .await?;
             let (session, user) = found.ok_or(ApiError::Unauthorized(TokenProblem::Invalid))?;
             Ok(Self { user, session })
@@ -55,4 +63,24 @@ fn bearer_digest(req: &HttpRequest) -> Result<TokenDigest, ApiError> {
         Bearer::parse(header).map_err(|_| ApiError::Unauthorized(TokenProblem::Malformed))?;
     TokenDigest::of_presented(bearer.token())
         .map_err(|_| ApiError::Unauthorized(TokenProblem::Invalid))
+}
+
+/// An authenticated caller with the admin flag; anyone else gets 403.
+#[derive(Debug)]
+pub struct Admin(pub Authenticated);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let authenticated = Authenticated::from_request(req, payload);
+        Box::pin(async move {
+            let caller = authenticated.await?;
+            if !caller.user.admin {
+                return Err(ApiError::Forbidden("this requires an admin"));
+            }
+            Ok(Self(caller))
+        })
+    }
 }

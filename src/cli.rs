@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
 use crate::db::{self, DatabaseUrl, PoolOptions};
-use crate::domain::{PasswordPolicy, SessionPolicy};
+use crate::domain::{PasswordPolicy, ServiceKeys, SessionPolicy};
 use crate::settings::{self, ConfigError, HashingSettings, Settings, parse_duration, to_delta};
 
 #[derive(Debug, Parser)]
@@ -237,6 +237,46 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(256..=1_048_576)
     )]
     pub max_body_bytes: u32,
+
+    /// Comma-separated service keys (32+ characters each) that backends send
+    /// as `Authorization: Bearer` to `POST /auth/introspect`; several allow rotation.
+    #[arg(
+        long,
+        env = "LATCHKEY_INTROSPECT_KEYS",
+        value_name = "LATCHKEY_INTROSPECT_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub introspect_keys: Vec<String>,
+
+    /// How often expired sessions are deleted in the background; 0 disables.
+    #[arg(
+        long,
+        env = "LATCHKEY_REAP_INTERVAL",
+        value_name = "LATCHKEY_REAP_INTERVAL",
+        default_value = settings::DEFAULT_REAP_INTERVAL,
+        value_parser = parse_duration
+    )]
+    pub reap_interval: Duration,
+
+    /// Expired sessions deleted per statement by the reaper.
+    #[arg(
+        long,
+        env = "LATCHKEY_REAP_BATCH",
+        value_name = "LATCHKEY_REAP_BATCH",
+        default_value_t = settings::DEFAULT_REAP_BATCH,
+        value_parser = clap::value_parser!(i64).range(1..=100_000)
+    )]
+    pub reap_batch: i64,
+}
+
+impl ServeArgs {
+    fn introspect_keys(&self) -> Result<ServiceKeys, ConfigError> {
+        ServiceKeys::parse(&self.introspect_keys).map_err(|reason| ConfigError {
+            variable: "LATCHKEY_INTROSPECT_KEYS",
+            reason,
+        })
+    }
 }
 
 impl HashingArgs {
@@ -252,6 +292,7 @@ impl HashingArgs {
 
 impl ServeArgs {
     pub fn into_settings(self, database_url: DatabaseUrl) -> Result<Settings, ConfigError> {
+        let introspect_keys = self.introspect_keys()?;
         let settings = Settings {
             bind: self.bind,
             database_url,
@@ -274,6 +315,9 @@ impl ServeArgs {
             },
             workers: self.workers,
             max_body_bytes: self.max_body_bytes as usize,
+            introspect_keys,
+            reap_interval: self.reap_interval,
+            reap_batch: self.reap_batch,
         };
         settings.validate()?;
         Ok(settings)

@@ -36,7 +36,13 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(TokenProblem),
     #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
     NotFound(&'static str),
+    #[error("this would leave no admin; promote another user first")]
+    LastAdmin,
+    #[error("a valid introspection service key is required")]
+    InvalidServiceKey,
     #[error("this method is not allowed here")]
     MethodNotAllowed,
     #[error("the password was changed by another request; try again")]
@@ -77,7 +83,10 @@ impl ApiError {
             Self::InvalidCredentials | Self::WrongCurrentPassword => "invalid_credentials",
             Self::Unauthorized(TokenProblem::Missing) => "missing_token",
             Self::Unauthorized(_) => "invalid_token",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
+            Self::LastAdmin => "last_admin",
+            Self::InvalidServiceKey => "invalid_service_key",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::Overloaded | Self::Unavailable(_) => "service_unavailable",
@@ -97,9 +106,11 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::EmailTaken | Self::Conflict => StatusCode::CONFLICT,
-            Self::InvalidCredentials | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::WrongCurrentPassword => StatusCode::FORBIDDEN,
+            Self::EmailTaken | Self::Conflict | Self::LastAdmin => StatusCode::CONFLICT,
+            Self::InvalidCredentials | Self::Unauthorized(_) | Self::InvalidServiceKey => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::WrongCurrentPassword | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -117,6 +128,14 @@ impl ResponseError for ApiError {
         match self {
             Self::Unauthorized(problem) => {
                 response.insert_header((header::WWW_AUTHENTICATE, www_authenticate(*problem)));
+            }
+            Self::InvalidServiceKey => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"latchkey-introspection\", error=\"invalid_token\"",
+                    ),
+                ));
             }
             Self::Overloaded | Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));

@@ -15,7 +15,7 @@ use chrono::TimeDelta;
 use secrecy::SecretString;
 
 use crate::db::{DatabaseUrl, PoolOptions};
-use crate::domain::{PasswordPolicy, SessionPolicy};
+use crate::domain::{PasswordPolicy, ServiceKeys, SessionPolicy};
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_IDLE_TIMEOUT: &str = "86400";
@@ -28,6 +28,8 @@ pub const DEFAULT_PASSWORD_MIN_LENGTH: usize = 12;
 pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
 pub const DEFAULT_DB_ACQUIRE_TIMEOUT: &str = "2";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+pub const DEFAULT_REAP_INTERVAL: &str = "300";
+pub const DEFAULT_REAP_BATCH: i64 = 1_000;
 
 /// Everything `latchkey serve` needs.
 #[derive(Debug, Clone)]
@@ -42,6 +44,12 @@ pub struct Settings {
     /// actix-web worker threads; 0 means one per core.
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// Keys that backends present to `POST /auth/introspect`.
+    pub introspect_keys: ServiceKeys,
+    /// How often the reaper deletes expired sessions; zero disables it.
+    pub reap_interval: Duration,
+    /// Rows the reaper deletes per statement.
+    pub reap_batch: i64,
 }
 
 /// How passwords are hashed: shared by the server and the CLI.
@@ -92,6 +100,9 @@ impl Settings {
             },
             workers: 0,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            introspect_keys: ServiceKeys::default(),
+            reap_interval: seconds(DEFAULT_REAP_INTERVAL),
+            reap_batch: DEFAULT_REAP_BATCH,
         }
     }
 

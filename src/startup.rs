@@ -13,6 +13,7 @@ use tracing_actix_web::TracingLogger;
 use crate::db;
 use crate::error::{ApiError, json_for_framework_errors, json_payload_error};
 use crate::hashing::PasswordHasher;
+use crate::reaper::Reaper;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -20,6 +21,7 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
+    reaper: Option<Reaper>,
 }
 
 impl Application {
@@ -59,6 +61,14 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
+        let reaper = (!settings.reap_interval.is_zero()).then(|| {
+            Reaper::spawn(
+                pool.clone(),
+                settings.session,
+                settings.reap_interval,
+                settings.reap_batch,
+            )
+        });
         let state = web::Data::new(AppState {
             pool,
             hasher,
@@ -85,7 +95,11 @@ impl Application {
         .workers(workers)
         .listen(listener)?
         .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            reaper,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -98,7 +112,11 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, letting in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if let Some(reaper) = self.reaper {
+            reaper.stop().await;
+        }
+        served
     }
 }
 

@@ -4,9 +4,11 @@
 pub mod email;
 pub mod expiry;
 pub mod password;
+pub mod service_key;
 pub mod token;
 
 pub use email::Email;
 pub use expiry::{SessionPolicy, now};
 pub use password::{Password, PasswordPolicy};
+pub use service_key::ServiceKeys;
 pub use token::{SessionToken, TokenDigest, TokenError};

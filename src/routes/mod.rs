@@ -1,7 +1,9 @@
 //! The HTTP API: one file per resource. `configure` is the route table.
 
+pub mod admin;
 pub mod auth;
 pub mod health;
+pub mod introspect;
 pub mod sessions;
 
 use actix_web::{Resource, web};
@@ -18,7 +20,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(endpoint("/auth/logout-all").route(web::post().to(auth::logout_all)))
         .service(endpoint("/auth/password").route(web::put().to(auth::change_password)))
         .service(endpoint("/auth/sessions").route(web::get().to(sessions::list)))
-        .service(endpoint("/auth/sessions/{id}").route(web::delete().to(sessions::revoke)));
+        .service(endpoint("/auth/sessions/{id}").route(web::delete().to(sessions::revoke)))
+        .service(endpoint("/auth/introspect").route(web::post().to(introspect::introspect)))
+        .service(endpoint("/admin/users").route(web::get().to(admin::list_users)))
+        .service(
+            endpoint("/admin/users/{id}")
+                .route(web::get().to(admin::get_user))
+                .route(web::patch().to(admin::set_admin))
+                .route(web::delete().to(admin::delete_user)),
+        )
+        .service(
+            endpoint("/admin/users/{id}/sessions")
+                .route(web::get().to(admin::list_user_sessions))
+                .route(web::delete().to(admin::revoke_user_sessions)),
+        );
 }
 
 /// A resource that answers 405 (not the app-wide 404) to other methods.

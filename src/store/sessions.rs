@@ -80,6 +80,7 @@ pub fn authenticate(
     digest: &TokenDigest,
     policy: &SessionPolicy,
     now: NaiveDateTime,
+    touch: Touch,
 ) -> QueryResult<Option<(Session, User)>> {
     let found = tokens::table
         .inner_join(users::table)
@@ -94,7 +95,7 @@ pub fn authenticate(
         delete_if_expired(conn, &session.id, policy, now)?;
         return Ok(None);
     }
-    if policy.needs_touch(session.last_updated_at, now) {
+    if touch == Touch::IfStale && policy.needs_touch(session.last_updated_at, now) {
         diesel::update(
             tokens::table
                 .find(&session.id)
@@ -105,6 +106,15 @@ pub fn authenticate(
         session.last_updated_at = now;
     }
     Ok(Some((session, user)))
+}
+
+/// Whether a successful check counts as activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touch {
+    /// Slide the session (writing at most once per touch interval).
+    IfStale,
+    /// Look only: introspection with `"touch": false`.
+    Never,
 }
 
 /// Deletes a session that has expired; a live one is left alone even if a
@@ -254,6 +264,56 @@ pub fn delete_all_for_user_except(
         tokens::table
             .filter(tokens::user_id.eq(user_id))
             .filter(tokens::id.ne(keep)),
+    )
+    .execute(conn)
+}
+
+/// How many live sessions each of the given users has (users with none are
+/// absent from the map).
+pub fn count_live_by_user(
+    conn: &mut Connection,
+    user_ids: &[String],
+    policy: &SessionPolicy,
+    now: NaiveDateTime,
+) -> QueryResult<std::collections::HashMap<String, i64>> {
+    let rows: Vec<(String, i64)> = tokens::table
+        .filter(tokens::user_id.eq_any(user_ids))
+        .filter(tokens::last_updated_at.gt(policy.idle_cutoff(now)))
+        .filter(tokens::created_at.gt(policy.absolute_cutoff(now)))
+        .group_by(tokens::user_id)
+        .select((tokens::user_id, diesel::dsl::count_star()))
+        .load(conn)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Deletes up to `batch` expired sessions and returns how many it deleted.
+/// Bounded so that a backlog of a million rows never holds locks for long;
+/// safe to run from several instances at once (a row deleted twice is
+/// simply not found the second time).
+pub fn delete_expired_batch(
+    conn: &mut Connection,
+    policy: &SessionPolicy,
+    now: NaiveDateTime,
+    batch: i64,
+) -> QueryResult<usize> {
+    let expired: Vec<String> = tokens::table
+        .filter(
+            tokens::last_updated_at
+                .le(policy.idle_cutoff(now))
+                .or(tokens::created_at.le(policy.absolute_cutoff(now))),
+        )
+        .select(tokens::id)
+        .limit(batch)
+        .load(conn)?;
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(
+        tokens::table.filter(tokens::id.eq_any(&expired)).filter(
+            tokens::last_updated_at
+                .le(policy.idle_cutoff(now))
+                .or(tokens::created_at.le(policy.absolute_cutoff(now))),
+        ),
     )
     .execute(conn)
 }

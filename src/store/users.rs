@@ -106,3 +106,91 @@ pub fn replace_password_hash(
     .execute(conn)
     .map(|n| n == 1)
 }
+
+pub fn find_by_email(conn: &mut Connection, email: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::email.eq(email))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// One page of users in id order (ids are UUIDv7, so this is creation
+/// order), starting after the id `after`: keyset pagination, which stays
+/// fast and consistent however deep the page.
+pub fn list_page(conn: &mut Connection, after: Option<&str>, limit: i64) -> QueryResult<Vec<User>> {
+    let mut query = users::table
+        .select(User::as_select())
+        .order(users::id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(users::id.gt(after.to_owned()));
+    }
+    query.load(conn)
+}
+
+/// Why an admin change was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AdminChangeRefused {
+    NotFound,
+    /// It would leave the service without any admin.
+    LastAdmin,
+}
+
+/// Sets or clears a user's admin flag, refusing to remove the last admin.
+///
+/// The transaction first writes every admin row (a no-op update), which on
+/// MySQL locks them and on SQLite takes the write lock: two admins demoting
+/// each other at once are serialised, and the second sees one admin left.
+pub fn set_admin(
+    conn: &mut Connection,
+    id: &str,
+    admin: bool,
+    now: NaiveDateTime,
+) -> QueryResult<Result<User, AdminChangeRefused>> {
+    use diesel::Connection as _;
+    conn.transaction(|conn| {
+        lock_admins(conn)?;
+        let Some(user) = find_by_id(conn, id)? else {
+            return Ok(Err(AdminChangeRefused::NotFound));
+        };
+        if user.admin && !admin && count_admins(conn)? <= 1 {
+            return Ok(Err(AdminChangeRefused::LastAdmin));
+        }
+        diesel::update(users::table.find(id))
+            .set((users::admin.eq(admin), users::updated_at.eq(now)))
+            .execute(conn)?;
+        Ok(Ok(User { admin, ..user }))
+    })
+}
+
+/// Deletes a user and, by cascade, their sessions; refuses to delete the
+/// last admin (same locking as [`set_admin`]).
+pub fn delete(conn: &mut Connection, id: &str) -> QueryResult<Result<User, AdminChangeRefused>> {
+    use diesel::Connection as _;
+    conn.transaction(|conn| {
+        lock_admins(conn)?;
+        let Some(user) = find_by_id(conn, id)? else {
+            return Ok(Err(AdminChangeRefused::NotFound));
+        };
+        if user.admin && count_admins(conn)? <= 1 {
+            return Ok(Err(AdminChangeRefused::LastAdmin));
+        }
+        diesel::delete(users::table.find(id)).execute(conn)?;
+        Ok(Ok(user))
+    })
+}
+
+fn lock_admins(conn: &mut Connection) -> QueryResult<usize> {
+    diesel::update(users::table.filter(users::admin.eq(true)))
+        .set(users::admin.eq(true))
+        .execute(conn)
+}
+
+fn count_admins(conn: &mut Connection) -> QueryResult<i64> {
+    users::table
+        .filter(users::admin.eq(true))
+        .count()
+        .get_result(conn)
+}

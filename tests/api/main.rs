@@ -2,7 +2,6 @@
 //! MySQL (MariaDB) and SQLite. One binary, so it links once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-
 mod helpers;
 
 mod cli;

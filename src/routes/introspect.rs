@@ -1,0 +1,96 @@
+//! `POST /auth/introspect`: token introspection for backends (RFC 7662).
+//!
+//! Callers authenticate with a static service key from
+//! `LATCHKEY_INTROSPECT_KEYS`. The answer for any token that is not a live
+//! session is `{"active": false}`, with no reason: a caller learns nothing
+//! about tokens it does not hold.
+
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{Either, HttpRequest, HttpResponse, web};
+use actix_web_httpauth::headers::authorization::{Bearer, Scheme as _};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::{TokenDigest, now};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::sessions::{self, Touch};
+
+#[derive(Deserialize)]
+pub struct IntrospectBody {
+    token: String,
+    /// Introspection counts as activity unless the caller asks otherwise.
+    #[serde(default = "default_touch")]
+    touch: bool,
+}
+
+fn default_touch() -> bool {
+    true
+}
+
+#[derive(Serialize)]
+struct Active<'a> {
+    active: bool,
+    sub: &'a str,
+    email: &'a str,
+    admin: bool,
+    /// When the session ends if not used again (Unix seconds).
+    exp: i64,
+    /// When the session was created (Unix seconds).
+    iat: i64,
+    session_id: &'a str,
+    token_type: &'static str,
+}
+
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Either<web::Json<IntrospectBody>, web::Form<IntrospectBody>>,
+) -> Result<HttpResponse, ApiError> {
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|h| Bearer::parse(h).ok())
+        .ok_or(ApiError::InvalidServiceKey)?;
+    if !state.settings.introspect_keys.accepts(presented.token()) {
+        return Err(ApiError::InvalidServiceKey);
+    }
+    let IntrospectBody { token, touch } = match body {
+        Either::Left(json) => json.into_inner(),
+        Either::Right(form) => form.into_inner(),
+    };
+    let Ok(digest) = TokenDigest::of_presented(&token) else {
+        return Ok(inactive());
+    };
+    let policy = state.settings.session;
+    let touch = if touch { Touch::IfStale } else { Touch::Never };
+    let found = state
+        .db(move |conn| {
+            Ok(sessions::authenticate(
+                conn,
+                &digest,
+                &policy,
+                now(),
+                touch,
+            )?)
+        })
+        .await?;
+    let Some((session, user)) = found else {
+        return Ok(inactive());
+    };
+    let expires_at = policy.expires_at(session.created_at, session.last_updated_at);
+    Ok(HttpResponse::Ok().json(Active {
+        active: true,
+        sub: &user.id,
+        email: &user.email,
+        admin: user.admin,
+        exp: expires_at.and_utc().timestamp(),
+        iat: session.created_at.and_utc().timestamp(),
+        session_id: &session.id,
+        token_type: "Bearer",
+    }))
+}
+
+fn inactive() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "active": false }))
+}
