@@ -4,6 +4,7 @@
 use std::net::ToSocketAddrs as _;
 use std::time::Duration;
 
+use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
@@ -60,12 +61,82 @@ pub enum Command {
     /// Manage users without a running server.
     #[command(subcommand)]
     User(UserCommand),
+    /// Inspect and end sessions without a running server.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a user; the password is read from standard input.
     Create(UserCreateArgs),
+    /// List users with their number of live sessions.
+    List(ListArgs),
+    /// Delete a user and, with it, every session of the user.
+    Delete(EmailArgs),
+    /// Grant (or with --revoke, remove) the admin flag.
+    SetAdmin(SetAdminArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List a user's live sessions.
+    List(UserSessionsArgs),
+    /// End every session of a user.
+    Revoke(UserSessionsArgs),
+    /// Delete every expired session now and print how many.
+    Purge(PurgeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EmailArgs {
+    #[arg(long)]
+    pub email: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetAdminArgs {
+    #[arg(long)]
+    pub email: String,
+    /// Remove the flag instead of granting it.
+    #[arg(long)]
+    pub revoke: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserSessionsArgs {
+    /// The user's email.
+    #[arg(long = "user", value_name = "EMAIL")]
+    pub email: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
 }
 
 #[derive(Debug, Args)]
@@ -115,18 +186,10 @@ pub struct HashingArgs {
     pub pepper: Option<String>,
 }
 
+/// The session timeouts: the server needs them, and so do the CLI commands
+/// that tell live sessions from expired ones.
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(
-        long,
-        env = "LATCHKEY_BIND",
-        value_name = "LATCHKEY_BIND",
-        default_value = settings::DEFAULT_BIND,
-        value_parser = parse_bind
-    )]
-    pub bind: String,
-
+pub struct TimeoutArgs {
     /// A session ends after this long without use (seconds, or 30m, 24h, ...).
     #[arg(
         long,
@@ -146,6 +209,33 @@ pub struct ServeArgs {
         value_parser = parse_duration
     )]
     pub absolute_timeout: Duration,
+}
+
+impl TimeoutArgs {
+    /// The session policy for commands that never touch a session.
+    pub fn policy(&self) -> SessionPolicy {
+        SessionPolicy {
+            idle_timeout: to_delta(self.idle_timeout),
+            absolute_timeout: to_delta(self.absolute_timeout),
+            touch_interval: TimeDelta::zero(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "LATCHKEY_BIND",
+        value_name = "LATCHKEY_BIND",
+        default_value = settings::DEFAULT_BIND,
+        value_parser = parse_bind
+    )]
+    pub bind: String,
+
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
 
     /// Uses of a session closer together than this write nothing; 0 writes on every request.
     #[arg(
@@ -297,9 +387,8 @@ impl ServeArgs {
             bind: self.bind,
             database_url,
             session: SessionPolicy {
-                idle_timeout: to_delta(self.idle_timeout),
-                absolute_timeout: to_delta(self.absolute_timeout),
                 touch_interval: to_delta(self.touch_interval),
+                ..self.timeouts.policy()
             },
             sessions_per_user: self.sessions_per_user,
             password: PasswordPolicy {
@@ -352,12 +441,12 @@ mod tests {
     #[test]
     fn serve_flags_work_with_and_without_the_subcommand() {
         let cli = parse(&["--idle-timeout", "30m"]).unwrap();
-        assert_eq!(cli.serve.idle_timeout, Duration::from_secs(1_800));
+        assert_eq!(cli.serve.timeouts.idle_timeout, Duration::from_secs(1_800));
         let cli = parse(&["serve", "--idle-timeout", "45"]).unwrap();
         let Some(Command::Serve(args)) = cli.command else {
             panic!("not serve")
         };
-        assert_eq!(args.idle_timeout, Duration::from_secs(45));
+        assert_eq!(args.timeouts.idle_timeout, Duration::from_secs(45));
     }
 
     #[test]

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Admin;
 use crate::domain::now;
 use crate::error::ApiError;
-use crate::routes::auth::SessionJson;
 use crate::state::AppState;
 use crate::store::sessions;
-use crate::store::users::{self, AdminChangeRefused, User};
+use crate::store::users::{self, AdminChangeRefused};
+use crate::views::{SessionJson, UserSummary};
 
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
@@ -24,14 +24,6 @@ pub struct PageQuery {
 #[derive(Deserialize)]
 pub struct AdminPatch {
     admin: bool,
-}
-
-/// A user as an admin sees it: never the password hash.
-#[derive(Serialize)]
-pub struct UserSummary {
-    #[serde(flatten)]
-    user: User,
-    active_sessions: i64,
 }
 
 #[derive(Serialize)]

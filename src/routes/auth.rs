@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Authenticated;
 use crate::domain::password::InvalidPassword;
-use crate::domain::{Email, Password, SessionPolicy, SessionToken, now};
+use crate::domain::{Email, Password, SessionToken, now};
 use crate::error::ApiError;
 use crate::hashing::Verification;
 use crate::state::AppState;
-use crate::store::sessions::{self, ClientInfo, NewSession, OpenRefused, Session};
+use crate::store::sessions::{self, ClientInfo, NewSession, OpenRefused};
 use crate::store::users::{self, CreateUserError, NewUser, User};
+use crate::views::SessionJson;
 
 const MAX_LABEL_CHARS: usize = 100;
 const MAX_USER_AGENT_CHARS: usize = 255;
@@ -49,35 +50,6 @@ struct TokenResponse<'a> {
     session_id: &'a str,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
     expires_at: NaiveDateTime,
-}
-
-/// A session as its owner sees it.
-#[derive(Serialize)]
-pub struct SessionJson {
-    id: String,
-    #[serde(serialize_with = "crate::rfc3339::serialize")]
-    created_at: NaiveDateTime,
-    #[serde(serialize_with = "crate::rfc3339::serialize")]
-    last_updated_at: NaiveDateTime,
-    #[serde(serialize_with = "crate::rfc3339::serialize")]
-    expires_at: NaiveDateTime,
-    current: bool,
-    user_agent: Option<String>,
-    label: Option<String>,
-}
-
-impl SessionJson {
-    pub fn new(session: &Session, policy: &SessionPolicy, current_id: Option<&str>) -> Self {
-        Self {
-            id: session.id.clone(),
-            created_at: session.created_at,
-            last_updated_at: session.last_updated_at,
-            expires_at: policy.expires_at(session.created_at, session.last_updated_at),
-            current: current_id == Some(session.id.as_str()),
-            user_agent: session.user_agent.clone(),
-            label: session.label.clone(),
-        }
-    }
 }
 
 #[derive(Serialize)]

@@ -4,9 +4,9 @@ use serde::Serialize;
 use crate::auth::Authenticated;
 use crate::domain::now;
 use crate::error::ApiError;
-use crate::routes::auth::SessionJson;
 use crate::state::AppState;
 use crate::store::sessions;
+use crate::views::SessionJson;
 
 #[derive(Serialize)]
 struct SessionList {

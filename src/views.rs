@@ -1,0 +1,54 @@
+//! The JSON shapes shared by the HTTP API and the CLI's `--json` output.
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+
+use crate::domain::SessionPolicy;
+use crate::store::sessions::Session;
+use crate::store::users::User;
+
+/// A session as its owner sees it.
+#[derive(Serialize)]
+pub struct SessionJson {
+    pub id: String,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    last_updated_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    expires_at: NaiveDateTime,
+    current: bool,
+    user_agent: Option<String>,
+    label: Option<String>,
+}
+
+impl SessionJson {
+    pub fn new(session: &Session, policy: &SessionPolicy, current_id: Option<&str>) -> Self {
+        Self {
+            id: session.id.clone(),
+            created_at: session.created_at,
+            last_updated_at: session.last_updated_at,
+            expires_at: policy.expires_at(session.created_at, session.last_updated_at),
+            current: current_id == Some(session.id.as_str()),
+            user_agent: session.user_agent.clone(),
+            label: session.label.clone(),
+        }
+    }
+}
+
+/// A user as an admin sees it: never the password hash.
+#[derive(Serialize)]
+pub struct UserSummary {
+    #[serde(flatten)]
+    pub user: User,
+    pub active_sessions: i64,
+}
+
+impl UserSummary {
+    pub fn new(user: User, active_sessions: i64) -> Self {
+        Self {
+            user,
+            active_sessions,
+        }
+    }
+}
