@@ -358,6 +358,16 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(i64).range(1..=100_000)
     )]
     pub reap_batch: i64,
+
+    /// Serve /metrics on this address (e.g. 127.0.0.1:9090) instead of on
+    /// the API's, so that it need not be public.
+    #[arg(
+        long,
+        env = "LATCHKEY_METRICS_BIND",
+        value_name = "LATCHKEY_METRICS_BIND",
+        value_parser = parse_bind
+    )]
+    pub metrics_bind: Option<String>,
 }
 
 impl ServeArgs {
@@ -407,6 +417,7 @@ impl ServeArgs {
             introspect_keys,
             reap_interval: self.reap_interval,
             reap_batch: self.reap_batch,
+            metrics_bind: self.metrics_bind,
         };
         settings.validate()?;
         Ok(settings)

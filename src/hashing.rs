@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -55,6 +56,8 @@ pub struct PasswordHasher {
 struct Inner {
     jobs: SyncSender<Job>,
     waiting: AtomicUsize,
+    /// Where the time spent waiting for a thread is recorded, if anywhere.
+    wait_seconds: Option<prometheus::Histogram>,
     cost: u32,
     pepper: Option<SecretString>,
     /// Verified against when the email is unknown, so that "no such user"
@@ -64,7 +67,10 @@ struct Inner {
 
 impl PasswordHasher {
     /// Starts the threads. Computes one dummy hash up front (one bcrypt run).
-    pub fn start(settings: &HashingSettings) -> Result<Self, HashError> {
+    pub fn start(
+        settings: &HashingSettings,
+        wait_seconds: Option<prometheus::Histogram>,
+    ) -> Result<Self, HashError> {
         let threads = match settings.threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -87,6 +93,7 @@ impl PasswordHasher {
             inner: Arc::new(Inner {
                 jobs,
                 waiting: AtomicUsize::new(0),
+                wait_seconds,
                 cost: settings.bcrypt_cost,
                 pepper,
                 dummy_hash,
@@ -150,7 +157,12 @@ impl PasswordHasher {
         let inner = Arc::clone(&self.inner);
         inner.waiting.fetch_add(1, Ordering::Relaxed);
         let guard = WaitingGuard(Arc::clone(&inner));
+        let queued_at = Instant::now();
+        let wait_histogram = self.inner.wait_seconds.clone();
         let boxed: Job = Box::new(move || {
+            if let Some(histogram) = wait_histogram {
+                histogram.observe(queued_at.elapsed().as_secs_f64());
+            }
             let _ = tx.send(job());
         });
         match self.inner.jobs.try_send(boxed) {
@@ -204,12 +216,15 @@ mod tests {
     use super::*;
 
     fn hasher(cost: u32, pepper: Option<&str>) -> PasswordHasher {
-        PasswordHasher::start(&HashingSettings {
-            bcrypt_cost: cost,
-            pepper: pepper.map(|p| SecretString::from(p.to_owned())),
-            threads: 1,
-            queue: 8,
-        })
+        PasswordHasher::start(
+            &HashingSettings {
+                bcrypt_cost: cost,
+                pepper: pepper.map(|p| SecretString::from(p.to_owned())),
+                threads: 1,
+                queue: 8,
+            },
+            None,
+        )
         .unwrap()
     }
 

@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod hashing;
+pub mod metrics;
 pub mod reaper;
 pub mod rfc3339;
 pub mod routes;

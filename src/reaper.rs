@@ -19,7 +19,13 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    pub fn spawn(pool: Pool, policy: SessionPolicy, interval: Duration, batch: i64) -> Self {
+    pub fn spawn(
+        pool: Pool,
+        policy: SessionPolicy,
+        interval: Duration,
+        batch: i64,
+        reaped: prometheus::IntCounter,
+    ) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let task = actix_web::rt::spawn(async move {
             loop {
@@ -29,7 +35,10 @@ impl Reaper {
                 }
                 match reap_all(&pool, policy, batch, &stopped).await {
                     Ok(0) => {}
-                    Ok(deleted) => tracing::info!(deleted, "reaped expired sessions"),
+                    Ok(deleted) => {
+                        reaped.inc_by(deleted as u64);
+                        tracing::info!(deleted, "reaped expired sessions");
+                    }
                     Err(e) => tracing::warn!(error = %e, "reaping expired sessions failed"),
                 }
             }

@@ -50,6 +50,8 @@ pub struct Settings {
     pub reap_interval: Duration,
     /// Rows the reaper deletes per statement.
     pub reap_batch: i64,
+    /// Serve `/metrics` on this address instead of the API's.
+    pub metrics_bind: Option<String>,
 }
 
 /// How passwords are hashed: shared by the server and the CLI.
@@ -103,6 +105,7 @@ impl Settings {
             introspect_keys: ServiceKeys::default(),
             reap_interval: seconds(DEFAULT_REAP_INTERVAL),
             reap_batch: DEFAULT_REAP_BATCH,
+            metrics_bind: None,
         }
     }
 

@@ -13,6 +13,7 @@ use tracing_actix_web::TracingLogger;
 use crate::db;
 use crate::error::{ApiError, json_for_framework_errors, json_payload_error};
 use crate::hashing::PasswordHasher;
+use crate::metrics::Metrics;
 use crate::reaper::Reaper;
 use crate::routes;
 use crate::settings::Settings;
@@ -21,6 +22,8 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The `/metrics` listener, when it is apart from the API's.
+    metrics_server: Option<(u16, Server)>,
     reaper: Option<Reaper>,
 }
 
@@ -42,8 +45,10 @@ impl Application {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
 
+        let metrics = Metrics::new();
         let hashing = settings.hashing.clone();
-        let hasher = web::block(move || PasswordHasher::start(&hashing))
+        let wait_histogram = metrics.bcrypt_wait_seconds.clone();
+        let hasher = web::block(move || PasswordHasher::start(&hashing, Some(wait_histogram)))
             .await
             .context("the hasher start-up task failed")?
             .context("failed to start the password hasher")?;
@@ -67,13 +72,46 @@ impl Application {
                 settings.session,
                 settings.reap_interval,
                 settings.reap_batch,
+                metrics.sessions_reaped.clone(),
             )
         });
+        let metrics_listener = match &settings.metrics_bind {
+            Some(bind) => Some(
+                TcpListener::bind(bind)
+                    .with_context(|| format!("failed to bind the metrics address {bind}"))?,
+            ),
+            None => None,
+        };
+        let http_metrics = metrics.http_middleware();
         let state = web::Data::new(AppState {
             pool,
             hasher,
             settings: Arc::new(settings),
+            metrics,
         });
+        let metrics_server = match metrics_listener {
+            Some(listener) => {
+                let port = listener.local_addr()?.port();
+                tracing::info!(address = %listener.local_addr()?, "metrics are served apart");
+                let state = state.clone();
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(state.clone())
+                        .configure(routes::configure_metrics)
+                        .default_service(web::to(|| async {
+                            Err::<(), _>(ApiError::NotFound("only /metrics is served here"))
+                        }))
+                        .wrap(ErrorHandlers::new().default_handler(json_for_framework_errors))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)?
+                .run();
+                Some((port, server))
+            }
+            None => None,
+        };
+        let metrics_on_api = metrics_server.is_none();
         let server = HttpServer::new(move || {
             let limit = state.settings.max_body_bytes;
             App::new()
@@ -85,11 +123,17 @@ impl Application {
                 )
                 .app_data(web::PayloadConfig::new(limit))
                 .configure(routes::configure)
+                .configure(|cfg| {
+                    if metrics_on_api {
+                        routes::configure_metrics(cfg);
+                    }
+                })
                 .default_service(web::to(|| async {
                     Err::<(), _>(ApiError::NotFound("there is no such route"))
                 }))
                 .wrap(ErrorHandlers::new().default_handler(json_for_framework_errors))
                 .wrap(security_headers())
+                .wrap(http_metrics.clone())
                 .wrap(TracingLogger::default())
         })
         .workers(workers)
@@ -98,6 +142,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            metrics_server,
             reaper,
         })
     }
@@ -106,13 +151,26 @@ impl Application {
         self.port
     }
 
+    /// The port of the separate metrics listener, if there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(port, _)| *port)
+    }
+
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
     /// Serves until SIGINT/SIGTERM, letting in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics_server.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, actix_web::rt::spawn(server))
+        });
         let served = self.server.await;
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         if let Some(reaper) = self.reaper {
             reaper.stop().await;
         }

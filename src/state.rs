@@ -7,6 +7,7 @@ use actix_web::web;
 use crate::db::{Connection, Pool};
 use crate::error::ApiError;
 use crate::hashing::PasswordHasher;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 
 #[derive(Clone)]
@@ -14,6 +15,7 @@ pub struct AppState {
     pub pool: Pool,
     pub hasher: PasswordHasher,
     pub settings: Arc<Settings>,
+    pub metrics: Metrics,
 }
 
 impl AppState {

@@ -32,8 +32,8 @@ pub fn create(conn: &mut Connection, args: UserCreateArgs) -> Result<(), Command
     .check(raw)
     .map_err(|e| CommandError::Usage(format!("password: {e}")))?;
 
-    let hasher =
-        PasswordHasher::start(&args.hashing.to_settings(1, 1)).context("failed to start bcrypt")?;
+    let hasher = PasswordHasher::start(&args.hashing.to_settings(1, 1), None)
+        .context("failed to start bcrypt")?;
     let password_hash = actix_web::rt::System::new()
         .block_on(hasher.hash(password))
         .context("failed to hash the password")?;

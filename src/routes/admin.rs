@@ -150,6 +150,7 @@ pub async fn revoke_user_sessions(
         })
         .await?
         .ok_or(ApiError::NotFound("no such user"))?;
+    state.metrics.sessions_revoked.inc_by(revoked as u64);
     tracing::info!(admin_id = %admin.0.user.id, user_id = %id, revoked, "admin revoked every session of a user");
     Ok(HttpResponse::NoContent().finish())
 }

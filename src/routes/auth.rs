@@ -118,6 +118,7 @@ pub async fn register(
             Ok((user, session_id))
         })
         .await?;
+    state.metrics.sessions_created.inc();
     tracing::info!(user_id = %user.id, session_id = %session_id, "user registered");
     let expires_at = state.settings.session.expires_at(now, now);
     Ok(token_response(
@@ -135,6 +136,25 @@ pub async fn login(
     req: HttpRequest,
     credentials: Either<web::Json<LoginBody>, BasicAuth>,
 ) -> Result<HttpResponse, ApiError> {
+    let result = log_in(&state, &req, credentials).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(ApiError::InvalidCredentials) => "failed",
+        Err(ApiError::Overloaded) => "refused",
+        Err(_) => "error",
+    };
+    state.metrics.logins.with_label_values(&[outcome]).inc();
+    if result.is_ok() {
+        state.metrics.sessions_created.inc();
+    }
+    result
+}
+
+async fn log_in(
+    state: &AppState,
+    req: &HttpRequest,
+    credentials: Either<web::Json<LoginBody>, BasicAuth>,
+) -> Result<HttpResponse, ApiError> {
     let (email, password, label) = match credentials {
         Either::Left(body) => {
             let LoginBody {
@@ -150,7 +170,7 @@ pub async fn login(
             None,
         ),
     };
-    let client = client_info(&req, label)?;
+    let client = client_info(req, label)?;
     // A malformed email cannot belong to anyone; it is checked against the
     // dummy hash like any unknown email, so the answer and its timing match.
     let credentials = match Email::parse(&email) {
@@ -191,16 +211,17 @@ pub async fn login(
                 now,
             )?;
             match opened {
-                Ok(()) => Ok((users::find_by_id(conn, &user_id)?, session_id)),
-                Err(OpenRefused::CredentialsChanged) => Ok((None, session_id)),
+                Ok(evicted) => Ok((users::find_by_id(conn, &user_id)?, session_id, evicted)),
+                Err(OpenRefused::CredentialsChanged) => Ok((None, session_id, 0)),
             }
         })
         .await?;
-    let (Some(user), session_id) = user else {
+    let (Some(user), session_id, evicted) = user else {
         tracing::info!("login refused: the password changed while it was being checked");
         return Err(ApiError::InvalidCredentials);
     };
-    tracing::info!(user_id = %user.id, session_id = %session_id, "user logged in");
+    state.metrics.sessions_revoked.inc_by(evicted as u64);
+    tracing::info!(user_id = %user.id, session_id = %session_id, evicted, "user logged in");
     let expires_at = policy.expires_at(now, now);
     Ok(token_response(
         HttpResponse::Ok(),
@@ -230,9 +251,10 @@ pub async fn logout(
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let Authenticated { user, session } = auth;
-    state
+    let ended = state
         .db(move |conn| Ok(sessions::delete_for_user(conn, &user.id, &session.id)?))
         .await?;
+    state.metrics.sessions_revoked.inc_by(u64::from(ended));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -245,6 +267,7 @@ pub async fn logout_all(
     let ended = state
         .db(move |conn| Ok(sessions::delete_all_for_user(conn, &user_id)?))
         .await?;
+    state.metrics.sessions_revoked.inc_by(ended as u64);
     tracing::info!(sessions = ended, "logged out everywhere");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -303,6 +326,7 @@ pub async fn change_password(
             })
         })
         .await?;
+    state.metrics.sessions_revoked.inc_by(revoked as u64);
     tracing::info!(user_id = %auth.user.id, revoked_sessions = revoked, "password changed");
     Ok(HttpResponse::NoContent().finish())
 }

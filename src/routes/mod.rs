@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod introspect;
+pub mod metrics;
 pub mod sessions;
 
 use actix_web::{Resource, web};
@@ -34,6 +35,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(admin::list_user_sessions))
                 .route(web::delete().to(admin::revoke_user_sessions)),
         );
+}
+
+/// `GET /metrics`, on the API's listener or on `LATCHKEY_METRICS_BIND`.
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    cfg.service(endpoint("/metrics").route(web::get().to(metrics::metrics)));
 }
 
 /// A resource that answers 405 (not the app-wide 404) to other methods.

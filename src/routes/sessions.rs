@@ -52,5 +52,6 @@ pub async fn revoke(
     if !deleted {
         return Err(ApiError::NotFound("no such session"));
     }
+    state.metrics.sessions_revoked.inc();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -159,7 +159,7 @@ pub fn open_for_login(
     cap: u32,
     policy: &SessionPolicy,
     now: NaiveDateTime,
-) -> QueryResult<Result<(), OpenRefused>> {
+) -> QueryResult<Result<usize, OpenRefused>> {
     conn.transaction(|conn| {
         let locked = diesel::update(
             users::table
@@ -174,9 +174,9 @@ pub fn open_for_login(
         if locked == 0 {
             return Ok(Err(OpenRefused::CredentialsChanged));
         }
-        make_room(conn, new.user_id, cap, policy, now)?;
+        let evicted = make_room(conn, new.user_id, cap, policy, now)?;
         insert(conn, new)?;
-        Ok(Ok(()))
+        Ok(Ok(evicted))
     })
 }
 
@@ -189,14 +189,14 @@ pub fn insert(conn: &mut Connection, new: &NewSession<'_>) -> QueryResult<()> {
 }
 
 /// Deletes the user's expired sessions, then the least recently used live
-/// ones until one more fits under the cap.
+/// ones until one more fits under the cap. Returns how many live ones it evicted.
 fn make_room(
     conn: &mut Connection,
     user_id: &str,
     cap: u32,
     policy: &SessionPolicy,
     now: NaiveDateTime,
-) -> QueryResult<()> {
+) -> QueryResult<usize> {
     diesel::delete(
         tokens::table.filter(tokens::user_id.eq(user_id)).filter(
             tokens::last_updated_at
@@ -211,11 +211,10 @@ fn make_room(
         .select(tokens::id)
         .load(conn)?;
     let keep = (cap as usize).saturating_sub(1);
-    if newest_first.len() > keep {
-        diesel::delete(tokens::table.filter(tokens::id.eq_any(&newest_first[keep..])))
-            .execute(conn)?;
+    if newest_first.len() <= keep {
+        return Ok(0);
     }
-    Ok(())
+    diesel::delete(tokens::table.filter(tokens::id.eq_any(&newest_first[keep..]))).execute(conn)
 }
 
 /// The user's live sessions, most recently used first.
