@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::header;
-use actix_web::middleware::{DefaultHeaders, ErrorHandlers};
+use actix_web::middleware::{self, DefaultHeaders, ErrorHandlers};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use tracing_actix_web::TracingLogger;
@@ -18,6 +18,7 @@ use crate::reaper::Reaper;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
+use crate::telemetry::{self, RequestSpan};
 
 pub struct Application {
     port: u16,
@@ -134,7 +135,8 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(json_for_framework_errors))
                 .wrap(security_headers())
                 .wrap(http_metrics.clone())
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RequestSpan>::new())
+                .wrap(middleware::from_fn(telemetry::request_id))
         })
         .workers(workers)
         .listen(listener)?
