@@ -66,8 +66,10 @@ pub enum TokenProblem {
     Invalid,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every error response: a stable code and a human message.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// snake_case, stable: match on this.
     error: &'a str,
     message: String,
 }

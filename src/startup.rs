@@ -123,12 +123,7 @@ impl Application {
                         .error_handler(move |e, _| json_payload_error(e, limit).into()),
                 )
                 .app_data(web::PayloadConfig::new(limit))
-                .configure(routes::configure)
-                .configure(|cfg| {
-                    if metrics_on_api {
-                        routes::configure_metrics(cfg);
-                    }
-                })
+                .configure(|cfg| routes::configure(cfg, metrics_on_api))
                 .default_service(web::to(|| async {
                     Err::<(), _>(ApiError::NotFound("there is no such route"))
                 }))

@@ -2,21 +2,27 @@
 
 use chrono::NaiveDateTime;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::SessionPolicy;
 use crate::store::sessions::Session;
 use crate::store::users::User;
 
 /// A session as its owner sees it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionJson {
     pub id: String,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     last_updated_at: NaiveDateTime,
+    /// When the session ends if it is not used again.
     #[serde(serialize_with = "crate::rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     expires_at: NaiveDateTime,
+    /// Whether this is the session making the request.
     current: bool,
     user_agent: Option<String>,
     label: Option<String>,
@@ -36,8 +42,14 @@ impl SessionJson {
     }
 }
 
+/// A list of sessions, most recently used first.
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionJson>,
+}
+
 /// A user as an admin sees it: never the password hash.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserSummary {
     #[serde(flatten)]
     pub user: User,

@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Admin;
 use crate::domain::now;
@@ -10,30 +11,39 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions;
 use crate::store::users::{self, AdminChangeRefused};
-use crate::views::{SessionJson, UserSummary};
+use crate::views::{SessionJson, SessionList, UserSummary};
 
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 pub struct PageQuery {
+    /// Page size, 1 to 500 (default 50).
     limit: Option<i64>,
+    /// The `next_after` of the previous page.
     after: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct AdminPatch {
     admin: bool,
 }
 
-#[derive(Serialize)]
-struct UserPage {
+#[derive(Serialize, ToSchema)]
+pub struct UserPage {
     users: Vec<UserSummary>,
     /// Pass as `after` to get the next page; null on the last page.
     next_after: Option<String>,
 }
 
-/// `GET /admin/users?limit=&after=`
+/// Lists users in creation order, keyset-paginated.
+#[utoipa::path(get, path = "/admin/users", tag = "admin", security(("bearer" = [])), params(PageQuery),
+    responses(
+        (status = 200, description = "One page of users", body = UserPage),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin", body = crate::error::ErrorBody),
+        (status = 422, description = "limit out of range", body = crate::error::ErrorBody),
+    ))]
 pub async fn list_users(
     state: web::Data<AppState>,
     _admin: Admin,
@@ -72,7 +82,14 @@ pub async fn list_users(
     Ok(HttpResponse::Ok().json(UserPage { users, next_after }))
 }
 
-/// `GET /admin/users/{id}`
+/// One user, with their number of live sessions.
+#[utoipa::path(get, path = "/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user", body = UserSummary),
+        (status = 403, description = "Not an admin", body = crate::error::ErrorBody),
+        (status = 404, description = "No such user", body = crate::error::ErrorBody),
+    ))]
 pub async fn get_user(
     state: web::Data<AppState>,
     _admin: Admin,
@@ -98,12 +115,14 @@ pub async fn get_user(
     Ok(HttpResponse::Ok().json(summary))
 }
 
-#[derive(Serialize)]
-struct SessionList {
-    sessions: Vec<SessionJson>,
-}
-
-/// `GET /admin/users/{id}/sessions`
+/// A user's live sessions.
+#[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Live sessions", body = SessionList),
+        (status = 403, description = "Not an admin", body = crate::error::ErrorBody),
+        (status = 404, description = "No such user", body = crate::error::ErrorBody),
+    ))]
 pub async fn list_user_sessions(
     state: web::Data<AppState>,
     _admin: Admin,
@@ -132,8 +151,14 @@ pub async fn list_user_sessions(
     Ok(HttpResponse::Ok().json(SessionList { sessions }))
 }
 
-/// `DELETE /admin/users/{id}/sessions`: ends every session of the user
-/// (a stolen phone, a leaked token).
+/// Ends every session of a user (a stolen phone, a leaked token).
+#[utoipa::path(delete, path = "/admin/users/{id}/sessions", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Every session ended"),
+        (status = 403, description = "Not an admin", body = crate::error::ErrorBody),
+        (status = 404, description = "No such user", body = crate::error::ErrorBody),
+    ))]
 pub async fn revoke_user_sessions(
     state: web::Data<AppState>,
     admin: Admin,
@@ -155,7 +180,15 @@ pub async fn revoke_user_sessions(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `DELETE /admin/users/{id}`: deletes the user and, by cascade, the sessions.
+/// Deletes a user and, with them, their sessions.
+#[utoipa::path(delete, path = "/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not an admin", body = crate::error::ErrorBody),
+        (status = 404, description = "No such user", body = crate::error::ErrorBody),
+        (status = 409, description = "The last admin cannot be deleted", body = crate::error::ErrorBody),
+    ))]
 pub async fn delete_user(
     state: web::Data<AppState>,
     admin: Admin,
@@ -171,7 +204,15 @@ pub async fn delete_user(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `PATCH /admin/users/{id}` `{"admin": bool}`
+/// Grants or removes the admin flag; the last admin keeps it.
+#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id")), request_body = AdminPatch,
+    responses(
+        (status = 200, description = "The updated user", body = crate::store::users::User),
+        (status = 403, description = "Not an admin", body = crate::error::ErrorBody),
+        (status = 404, description = "No such user", body = crate::error::ErrorBody),
+        (status = 409, description = "It would leave no admin", body = crate::error::ErrorBody),
+    ))]
 pub async fn set_admin(
     state: web::Data<AppState>,
     admin: Admin,

@@ -5,6 +5,7 @@ use actix_web::{Either, HttpRequest, HttpResponse, web};
 use actix_web_httpauth::extractors::basic::BasicAuth;
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::Authenticated;
 use crate::domain::password::InvalidPassword;
@@ -19,7 +20,7 @@ use crate::views::SessionJson;
 const MAX_LABEL_CHARS: usize = 100;
 const MAX_USER_AGENT_CHARS: usize = 255;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RegisterBody {
     email: String,
     password: String,
@@ -27,7 +28,7 @@ pub struct RegisterBody {
     label: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginBody {
     email: String,
     password: String,
@@ -35,30 +36,38 @@ pub struct LoginBody {
     label: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ChangePasswordBody {
     current_password: String,
     new_password: String,
 }
 
 /// The answer to a successful register or login.
-#[derive(Serialize)]
-struct TokenResponse<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse<'a> {
     user: &'a User,
     token: &'a str,
     token_type: &'static str,
     session_id: &'a str,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     expires_at: NaiveDateTime,
 }
 
-#[derive(Serialize)]
-struct StatusResponse<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct StatusResponse<'a> {
     user: &'a User,
     session: SessionJson,
 }
 
-/// `POST /auth/register`: creates the account and its first session.
+/// Creates an account and its first session.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Registered and logged in", body = TokenResponse),
+        (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
+        (status = 409, description = "The email is taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid email, password or label", body = crate::error::ErrorBody),
+    ))]
 pub async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -130,7 +139,15 @@ pub async fn register(
     ))
 }
 
-/// `POST /auth/login`: JSON `{"email","password"}` or HTTP Basic.
+/// Logs in with JSON `{"email","password"}` or HTTP Basic credentials.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
+    security((), ("basic" = [])),
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
+        (status = 401, description = "Wrong email or password", body = crate::error::ErrorBody),
+        (status = 503, description = "Too many logins waiting; see Retry-After", body = crate::error::ErrorBody),
+    ))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -232,7 +249,12 @@ async fn log_in(
     ))
 }
 
-/// `GET /auth/status`: who the token belongs to. Slides the session.
+/// Who the token belongs to. Counts as activity: slides the session.
+#[utoipa::path(get, path = "/auth/status", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller and their session", body = StatusResponse),
+        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = crate::error::ErrorBody),
+    ))]
 pub async fn status(state: web::Data<AppState>, auth: Authenticated) -> HttpResponse {
     let session = SessionJson::new(
         &auth.session,
@@ -245,7 +267,12 @@ pub async fn status(state: web::Data<AppState>, auth: Authenticated) -> HttpResp
     })
 }
 
-/// `POST /auth/logout`: ends the current session.
+/// Ends the current session.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+    ))]
 pub async fn logout(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -258,7 +285,12 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `POST /auth/logout-all`: ends every session of the caller.
+/// Ends every session of the caller.
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session ended"),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+    ))]
 pub async fn logout_all(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -272,7 +304,15 @@ pub async fn logout_all(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `PUT /auth/password`: changes the password and ends every other session.
+/// Changes the password and ends every other session of the user.
+#[utoipa::path(put, path = "/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = ChangePasswordBody,
+    responses(
+        (status = 204, description = "Changed; other sessions ended"),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+        (status = 403, description = "Wrong current password", body = crate::error::ErrorBody),
+        (status = 422, description = "The new password breaks the rules", body = crate::error::ErrorBody),
+    ))]
 pub async fn change_password(
     state: web::Data<AppState>,
     auth: Authenticated,

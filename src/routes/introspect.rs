@@ -10,13 +10,14 @@ use actix_web::{Either, HttpRequest, HttpResponse, web};
 use actix_web_httpauth::headers::authorization::{Bearer, Scheme as _};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::domain::{TokenDigest, now};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions::{self, Touch};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct IntrospectBody {
     token: String,
     /// Introspection counts as activity unless the caller asks otherwise.
@@ -28,8 +29,9 @@ fn default_touch() -> bool {
     true
 }
 
-#[derive(Serialize)]
-struct Active<'a> {
+/// An active token. An inactive one is just `{"active": false}`.
+#[derive(Serialize, ToSchema)]
+pub struct Active<'a> {
     active: bool,
     sub: &'a str,
     email: &'a str,
@@ -42,6 +44,14 @@ struct Active<'a> {
     token_type: &'static str,
 }
 
+/// RFC 7662 token introspection, for backends holding a service key.
+#[utoipa::path(post, path = "/auth/introspect", tag = "introspection", security(("service_key" = [])),
+    request_body(content = IntrospectBody, content_type = "application/x-www-form-urlencoded",
+        description = "Form or JSON"),
+    responses(
+        (status = 200, description = "The token's state; inactive tokens get {\"active\": false}", body = Active),
+        (status = 401, description = "Missing or wrong service key", body = crate::error::ErrorBody),
+    ))]
 pub async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -2,7 +2,9 @@ use actix_web::{HttpResponse, web};
 
 use crate::state::AppState;
 
-/// Prometheus text format.
+/// Metrics in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.render(&state.pool, &state.hasher)
 }

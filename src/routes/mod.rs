@@ -1,50 +1,103 @@
-//! The HTTP API: one file per resource. `configure` is the route table.
+//! The HTTP API: one file per resource. [`endpoints`] is the route table;
+//! the server, the OpenAPI coverage test and the 405 answers all read it.
 
 pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod introspect;
 pub mod metrics;
+pub mod openapi;
 pub mod sessions;
 
-use actix_web::{Resource, web};
+use actix_web::http::Method;
+use actix_web::{FromRequest, Handler, Responder, Route, web};
 
 use crate::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(endpoint("/healthz").route(web::get().to(health::healthz)))
-        .service(endpoint("/readyz").route(web::get().to(health::readyz)))
-        .service(endpoint("/auth/register").route(web::post().to(auth::register)))
-        .service(endpoint("/auth/login").route(web::post().to(auth::login)))
-        .service(endpoint("/auth/status").route(web::get().to(auth::status)))
-        .service(endpoint("/auth/logout").route(web::post().to(auth::logout)))
-        .service(endpoint("/auth/logout-all").route(web::post().to(auth::logout_all)))
-        .service(endpoint("/auth/password").route(web::put().to(auth::change_password)))
-        .service(endpoint("/auth/sessions").route(web::get().to(sessions::list)))
-        .service(endpoint("/auth/sessions/{id}").route(web::delete().to(sessions::revoke)))
-        .service(endpoint("/auth/introspect").route(web::post().to(introspect::introspect)))
-        .service(endpoint("/admin/users").route(web::get().to(admin::list_users)))
-        .service(
-            endpoint("/admin/users/{id}")
-                .route(web::get().to(admin::get_user))
-                .route(web::patch().to(admin::set_admin))
-                .route(web::delete().to(admin::delete_user)),
-        )
-        .service(
-            endpoint("/admin/users/{id}/sessions")
-                .route(web::get().to(admin::list_user_sessions))
-                .route(web::delete().to(admin::revoke_user_sessions)),
-        );
+/// One path and the methods it answers.
+pub struct Endpoint {
+    pub path: &'static str,
+    routes: Vec<(Method, Route)>,
 }
 
-/// `GET /metrics`, on the API's listener or on `LATCHKEY_METRICS_BIND`.
+impl Endpoint {
+    fn new(path: &'static str) -> Self {
+        Self {
+            path,
+            routes: Vec::new(),
+        }
+    }
+
+    fn on<F, Args>(mut self, method: Method, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let route = web::route().method(method.clone()).to(handler);
+        self.routes.push((method, route));
+        self
+    }
+
+    pub fn methods(&self) -> impl Iterator<Item = &Method> {
+        self.routes.iter().map(|(method, _)| method)
+    }
+}
+
+/// Every route of the API. `metrics` says whether `/metrics` is served on
+/// the API's listener (it is not when `LATCHKEY_METRICS_BIND` is set).
+pub fn endpoints(metrics: bool) -> Vec<Endpoint> {
+    let mut table = vec![
+        Endpoint::new("/healthz").on(Method::GET, health::healthz),
+        Endpoint::new("/readyz").on(Method::GET, health::readyz),
+        Endpoint::new("/openapi.json").on(Method::GET, openapi::openapi_json),
+        Endpoint::new("/auth/register").on(Method::POST, auth::register),
+        Endpoint::new("/auth/login").on(Method::POST, auth::login),
+        Endpoint::new("/auth/status").on(Method::GET, auth::status),
+        Endpoint::new("/auth/logout").on(Method::POST, auth::logout),
+        Endpoint::new("/auth/logout-all").on(Method::POST, auth::logout_all),
+        Endpoint::new("/auth/password").on(Method::PUT, auth::change_password),
+        Endpoint::new("/auth/sessions").on(Method::GET, sessions::list),
+        Endpoint::new("/auth/sessions/{id}").on(Method::DELETE, sessions::revoke),
+        Endpoint::new("/auth/introspect").on(Method::POST, introspect::introspect),
+        Endpoint::new("/admin/users").on(Method::GET, admin::list_users),
+        Endpoint::new("/admin/users/{id}")
+            .on(Method::GET, admin::get_user)
+            .on(Method::PATCH, admin::set_admin)
+            .on(Method::DELETE, admin::delete_user),
+        Endpoint::new("/admin/users/{id}/sessions")
+            .on(Method::GET, admin::list_user_sessions)
+            .on(Method::DELETE, admin::revoke_user_sessions),
+    ];
+    if metrics {
+        table.push(metrics_endpoint());
+    }
+    table
+}
+
+fn metrics_endpoint() -> Endpoint {
+    Endpoint::new("/metrics").on(Method::GET, metrics::metrics)
+}
+
+/// Registers the API's routes.
+pub fn configure(cfg: &mut web::ServiceConfig, metrics: bool) {
+    for endpoint in endpoints(metrics) {
+        register(cfg, endpoint);
+    }
+}
+
+/// Registers `/metrics` alone, for the separate metrics listener.
 pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
-    cfg.service(endpoint("/metrics").route(web::get().to(metrics::metrics)));
+    register(cfg, metrics_endpoint());
 }
 
-/// A resource that answers 405 (not the app-wide 404) to other methods.
-fn endpoint(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(|| async {
+/// A resource answers 405 (not the app-wide 404) to methods it lacks.
+fn register(cfg: &mut web::ServiceConfig, endpoint: Endpoint) {
+    let mut resource = web::resource(endpoint.path).default_service(web::to(|| async {
         Err::<(), _>(ApiError::MethodNotAllowed)
-    }))
+    }));
+    for (_, route) in endpoint.routes {
+        resource = resource.route(route);
+    }
+    cfg.service(resource);
 }

@@ -1,19 +1,18 @@
 use actix_web::{HttpResponse, web};
-use serde::Serialize;
 
 use crate::auth::Authenticated;
 use crate::domain::now;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions;
-use crate::views::SessionJson;
+use crate::views::{SessionJson, SessionList};
 
-#[derive(Serialize)]
-struct SessionList {
-    sessions: Vec<SessionJson>,
-}
-
-/// `GET /auth/sessions`: the caller's live sessions, most recent first.
+/// The caller's live sessions, most recently used first.
+#[utoipa::path(get, path = "/auth/sessions", tag = "sessions", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Live sessions", body = SessionList),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+    ))]
 pub async fn list(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -37,8 +36,15 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(SessionList { sessions }))
 }
 
-/// `DELETE /auth/sessions/{id}`: revokes one of the caller's sessions.
-/// Someone else's session id is answered exactly like an unknown one.
+/// Revokes one of the caller's sessions. Someone else's session id is
+/// answered exactly like an unknown one.
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such session of the caller", body = crate::error::ErrorBody),
+    ))]
 pub async fn revoke(
     state: web::Data<AppState>,
     auth: Authenticated,

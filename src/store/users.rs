@@ -7,13 +7,14 @@ use crate::db::Connection;
 use crate::db::schema::users;
 
 /// A user as shown to clients: never the password hash.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = users)]
 pub struct User {
     pub id: String,
     pub email: String,
     pub admin: bool,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: NaiveDateTime,
 }
 
