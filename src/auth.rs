@@ -4,9 +4,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use actix_web_httpauth::headers::authorization::{Bearer, Scheme as _};
 
 use crate::domain::{TokenDigest, now};
 use crate::error::{ApiError, TokenProblem};
@@ -59,10 +58,46 @@ fn bearer_digest(req: &HttpRequest) -> Result<TokenDigest, ApiError> {
         .headers()
         .get(AUTHORIZATION)
         .ok_or(ApiError::Unauthorized(TokenProblem::Missing))?;
-    let bearer =
-        Bearer::parse(header).map_err(|_| ApiError::Unauthorized(TokenProblem::Malformed))?;
-    TokenDigest::of_presented(bearer.token())
-        .map_err(|_| ApiError::Unauthorized(TokenProblem::Invalid))
+    let token = bearer_token(header).ok_or(ApiError::Unauthorized(TokenProblem::Malformed))?;
+    TokenDigest::of_presented(token).map_err(|_| ApiError::Unauthorized(TokenProblem::Invalid))
+}
+
+/// The token of an `Authorization: Bearer <token>` header, borrowed.
+///
+/// Written here rather than taken from actix-web-httpauth because its
+/// `Bearer::parse` matches the scheme case-sensitively (RFC 7235 §2.1 says
+/// `bearer` and `BEARER` are the same scheme) and allocates, on the path
+/// every authenticated request takes.
+pub fn bearer_token(header: &HeaderValue) -> Option<&str> {
+    let (scheme, token) = header.to_str().ok()?.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim_matches(' ');
+    (!token.is_empty() && !token.contains(' ')).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &'static str) -> Option<String> {
+        bearer_token(&HeaderValue::from_static(raw)).map(str::to_owned)
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        assert_eq!(parse("Bearer abc").as_deref(), Some("abc"));
+        assert_eq!(parse("bearer abc").as_deref(), Some("abc"));
+        assert_eq!(parse("BEARER abc").as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn other_schemes_and_empty_tokens_are_refused() {
+        for raw in ["Basic YTpi", "Bearer", "Bearer ", "Bearerabc", "Bearer a b"] {
+            assert_eq!(parse(raw), None, "{raw}");
+        }
+    }
 }
 
 /// An authenticated caller with the admin flag; anyone else gets 403.

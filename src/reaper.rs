@@ -27,7 +27,7 @@ impl Reaper {
         reaped: prometheus::IntCounter,
     ) -> Self {
         let (stop, mut stopped) = watch::channel(false);
-        let task = actix_web::rt::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stopped.changed() => break,

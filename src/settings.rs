@@ -30,6 +30,13 @@ pub const DEFAULT_DB_ACQUIRE_TIMEOUT: &str = "2";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 pub const DEFAULT_REAP_INTERVAL: &str = "300";
 pub const DEFAULT_REAP_BATCH: i64 = 1_000;
+/// Ten years: longer is "never" in practice, and past a few thousand years
+/// `now + timeout` would leave the range of chrono and of MySQL's DATETIME.
+pub const MAX_TIMEOUT_DAYS: i64 = 3_650;
+
+fn max_timeout() -> TimeDelta {
+    TimeDelta::days(MAX_TIMEOUT_DAYS)
+}
 
 /// Everything `latchkey serve` needs.
 #[derive(Debug, Clone)]
@@ -109,9 +116,22 @@ impl Settings {
         }
     }
 
-    /// Rules that involve more than one setting.
+    /// Rules that involve more than one setting, and bounds that keep every
+    /// expiry computation inside the calendar both databases can store.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.session;
+        for (variable, value) in [
+            ("LATCHKEY_IDLE_TIMEOUT", s.idle_timeout),
+            ("LATCHKEY_ABSOLUTE_TIMEOUT", s.absolute_timeout),
+            ("LATCHKEY_TOUCH_INTERVAL", s.touch_interval),
+        ] {
+            if value > max_timeout() {
+                return Err(ConfigError {
+                    variable,
+                    reason: format!("must be at most {MAX_TIMEOUT_DAYS} days"),
+                });
+            }
+        }
         if s.idle_timeout <= TimeDelta::zero() {
             return Err(ConfigError {
                 variable: "LATCHKEY_IDLE_TIMEOUT",
@@ -197,6 +217,23 @@ mod tests {
         assert_eq!(
             settings.validate().unwrap_err().variable,
             "LATCHKEY_ABSOLUTE_TIMEOUT"
+        );
+    }
+
+    #[test]
+    fn timeouts_beyond_ten_years_are_refused() {
+        let mut settings = defaults();
+        settings.session.absolute_timeout = to_delta(Duration::from_secs(u64::MAX));
+        assert_eq!(
+            settings.validate().unwrap_err().variable,
+            "LATCHKEY_ABSOLUTE_TIMEOUT"
+        );
+        let mut settings = defaults();
+        settings.session.idle_timeout = TimeDelta::days(MAX_TIMEOUT_DAYS + 1);
+        settings.session.absolute_timeout = settings.session.idle_timeout;
+        assert_eq!(
+            settings.validate().unwrap_err().variable,
+            "LATCHKEY_IDLE_TIMEOUT"
         );
     }
 

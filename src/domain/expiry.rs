@@ -27,7 +27,12 @@ impl SessionPolicy {
         created_at: NaiveDateTime,
         last_updated_at: NaiveDateTime,
     ) -> NaiveDateTime {
-        (last_updated_at + self.idle_timeout).min(created_at + self.absolute_timeout)
+        // Saturating: settings validation keeps timeouts far inside chrono's
+        // range, but a bad row must not be able to panic a request.
+        let after = |at: NaiveDateTime, by: TimeDelta| {
+            at.checked_add_signed(by).unwrap_or(NaiveDateTime::MAX)
+        };
+        after(last_updated_at, self.idle_timeout).min(after(created_at, self.absolute_timeout))
     }
 
     pub fn is_live(
@@ -47,13 +52,17 @@ impl SessionPolicy {
 
     /// Sessions last used at or before this instant are idle-expired.
     pub fn idle_cutoff(&self, now: NaiveDateTime) -> NaiveDateTime {
-        now - self.idle_timeout
+        before(now, self.idle_timeout)
     }
 
     /// Sessions created at or before this instant are past their absolute limit.
     pub fn absolute_cutoff(&self, now: NaiveDateTime) -> NaiveDateTime {
-        now - self.absolute_timeout
+        before(now, self.absolute_timeout)
     }
+}
+
+fn before(at: NaiveDateTime, by: TimeDelta) -> NaiveDateTime {
+    at.checked_sub_signed(by).unwrap_or(NaiveDateTime::MIN)
 }
 
 #[cfg(test)]
@@ -115,6 +124,18 @@ mod tests {
         // Never move last_updated_at backwards or write the same value again.
         assert!(!p.needs_touch(t(5), t(5)));
         assert!(!p.needs_touch(t(5), t(4)));
+    }
+
+    #[test]
+    fn huge_timeouts_saturate_instead_of_panicking() {
+        let p = SessionPolicy {
+            idle_timeout: TimeDelta::MAX,
+            absolute_timeout: TimeDelta::MAX,
+            touch_interval: TimeDelta::zero(),
+        };
+        assert_eq!(p.expires_at(t(0), t(0)), NaiveDateTime::MAX);
+        assert_eq!(p.idle_cutoff(t(0)), NaiveDateTime::MIN);
+        assert!(p.is_live(t(0), t(0), t(1)));
     }
 
     #[test]

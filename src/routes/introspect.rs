@@ -7,11 +7,11 @@
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{Either, HttpRequest, HttpResponse, web};
-use actix_web_httpauth::headers::authorization::{Bearer, Scheme as _};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use crate::auth::bearer_token;
 use crate::domain::{TokenDigest, now};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -60,9 +60,9 @@ pub async fn introspect(
     let presented = req
         .headers()
         .get(AUTHORIZATION)
-        .and_then(|h| Bearer::parse(h).ok())
+        .and_then(bearer_token)
         .ok_or(ApiError::InvalidServiceKey)?;
-    if !state.settings.introspect_keys.accepts(presented.token()) {
+    if !state.settings.introspect_keys.accepts(presented) {
         return Err(ApiError::InvalidServiceKey);
     }
     let IntrospectBody { token, touch } = match body {

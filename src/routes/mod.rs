@@ -10,7 +10,8 @@ pub mod openapi;
 pub mod sessions;
 
 use actix_web::http::Method;
-use actix_web::{FromRequest, Handler, Responder, Route, web};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{FromRequest, Handler, Responder, ResponseError as _, Route, web};
 
 use crate::error::ApiError;
 
@@ -91,10 +92,20 @@ pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
     register(cfg, metrics_endpoint());
 }
 
-/// A resource answers 405 (not the app-wide 404) to methods it lacks.
+/// A resource answers 405 (not the app-wide 404) to methods it lacks,
+/// naming the ones it has in `Allow` (RFC 9110 §15.5.6).
 fn register(cfg: &mut web::ServiceConfig, endpoint: Endpoint) {
-    let mut resource = web::resource(endpoint.path).default_service(web::to(|| async {
-        Err::<(), _>(ApiError::MethodNotAllowed)
+    let allow = endpoint
+        .methods()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut resource = web::resource(endpoint.path).default_service(web::to(move || {
+        let mut response = ApiError::MethodNotAllowed.error_response();
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+        async move { response }
     }));
     for (_, route) in endpoint.routes {
         resource = resource.route(route);

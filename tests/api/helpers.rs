@@ -197,6 +197,30 @@ impl TestApp {
             .expect("request sent")
     }
 
+    pub async fn delete_with_token(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn put_json_with_token(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// Runs diesel code against the app's database on a blocking thread.
     pub async fn with_db<T: Send + 'static>(
         &self,
@@ -273,6 +297,49 @@ pub struct SessionRow {
     pub last_updated_at: NaiveDateTime,
     pub user_agent: Option<String>,
     pub label: Option<String>,
+}
+
+/// Checks that a response is the JSON error `{"error": code, "message": …}`
+/// with the given status, and returns the body.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let actual = response.status();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.expect("a body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type:?}; body: {text}"
+    );
+    let body: Value = serde_json::from_str(&text).expect("a JSON error body");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+/// The current UTC time, truncated to whole seconds so that it survives a
+/// round trip through either database unchanged.
+pub fn now_seconds() -> NaiveDateTime {
+    use chrono::SubsecRound as _;
+    chrono::Utc::now().naive_utc().trunc_subsecs(0)
+}
+
+/// Parses a timestamp of the API, which must be RFC 3339 UTC ending in `Z`.
+pub fn api_time(value: &Value) -> NaiveDateTime {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} is not a string"));
+    assert!(text.ends_with('Z'), "{text} does not end in Z");
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text} is not RFC 3339: {e}"))
+        .naive_utc()
 }
 
 /// A database that exists for one test only.

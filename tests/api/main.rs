@@ -4,5 +4,15 @@
 
 mod helpers;
 
+mod cap;
 mod cli;
+mod errors;
+mod expiry;
 mod health;
+mod login;
+mod logout;
+mod password;
+mod register;
+mod sessions;
+mod status;
+mod storage;

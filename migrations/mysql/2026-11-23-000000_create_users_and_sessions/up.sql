@@ -1,10 +1,11 @@
 -- Ids are UUIDv7 strings computed in Rust (MySQL has no RETURNING), stored as
--- ASCII so the primary key stays 36 bytes. Emails are stored normalised
+-- ASCII so the primary key stays 36 bytes, with a binary collation so that
+-- an id in other letter case is a different (unknown) id, as on SQLite. Emails are stored normalised
 -- (trimmed, lower-cased) and compared byte-wise.
 CREATE TABLE users (
-    id            CHAR(36) CHARACTER SET ascii NOT NULL,
+    id            CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     email         VARCHAR(254) NOT NULL,
-    password_hash VARCHAR(255) CHARACTER SET ascii NOT NULL,
+    password_hash VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     admin         BOOLEAN NOT NULL DEFAULT FALSE,
     created_at    DATETIME(6) NOT NULL,
     updated_at    DATETIME(6) NOT NULL,
@@ -17,8 +18,8 @@ CREATE TABLE users (
 -- stored. last_updated_at is deliberately not indexed: every sliding bump
 -- would have to rewrite that index too.
 CREATE TABLE authentication_tokens (
-    id              CHAR(36) CHARACTER SET ascii NOT NULL,
-    user_id         CHAR(36) CHARACTER SET ascii NOT NULL,
+    id              CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    user_id         CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     token_hash      BINARY(32) NOT NULL,
     created_at      DATETIME(6) NOT NULL,
     last_updated_at DATETIME(6) NOT NULL,
