@@ -5,11 +5,13 @@ use std::net::ToSocketAddrs as _;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use actix_web::http::header::HeaderName;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
 use crate::db::{self, DatabaseUrl, PoolOptions};
 use crate::domain::{PasswordPolicy, ServiceKeys, SessionPolicy};
+use crate::throttle::ThrottleSettings;
 use crate::settings::{self, ConfigError, HashingSettings, Settings, parse_duration, to_delta};
 
 #[derive(Debug, Parser)]
@@ -368,6 +370,44 @@ pub struct ServeArgs {
         value_parser = parse_bind
     )]
     pub metrics_bind: Option<String>,
+
+    /// Login attempts allowed per account per hour (a tenth of them at
+    /// once); beyond, 429 with Retry-After. 0 disables.
+    #[arg(
+        long,
+        env = "LATCHKEY_LOGIN_LIMIT_PER_ACCOUNT",
+        value_name = "LATCHKEY_LOGIN_LIMIT_PER_ACCOUNT",
+        default_value_t = settings::DEFAULT_LOGIN_PER_ACCOUNT_PER_HOUR
+    )]
+    pub login_limit_per_account: u32,
+
+    /// Login attempts allowed per client IP per hour. 0 disables.
+    #[arg(
+        long,
+        env = "LATCHKEY_LOGIN_LIMIT_PER_IP",
+        value_name = "LATCHKEY_LOGIN_LIMIT_PER_IP",
+        default_value_t = settings::DEFAULT_LOGIN_PER_IP_PER_HOUR
+    )]
+    pub login_limit_per_ip: u32,
+
+    /// Registrations allowed per client IP per hour. 0 disables.
+    #[arg(
+        long,
+        env = "LATCHKEY_REGISTER_LIMIT_PER_IP",
+        value_name = "LATCHKEY_REGISTER_LIMIT_PER_IP",
+        default_value_t = settings::DEFAULT_REGISTER_PER_IP_PER_HOUR
+    )]
+    pub register_limit_per_ip: u32,
+
+    /// Behind a reverse proxy: the header holding the client address (e.g.
+    /// X-Forwarded-For; its right-most entry is used). Unset: the TCP peer.
+    #[arg(
+        long,
+        env = "LATCHKEY_TRUSTED_PROXY_HEADER",
+        value_name = "LATCHKEY_TRUSTED_PROXY_HEADER",
+        value_parser = parse_header_name
+    )]
+    pub trusted_proxy_header: Option<HeaderName>,
 }
 
 impl ServeArgs {
@@ -418,10 +458,20 @@ impl ServeArgs {
             reap_interval: self.reap_interval,
             reap_batch: self.reap_batch,
             metrics_bind: self.metrics_bind,
+            throttle: ThrottleSettings {
+                login_per_account_per_hour: self.login_limit_per_account,
+                login_per_ip_per_hour: self.login_limit_per_ip,
+                register_per_ip_per_hour: self.register_limit_per_ip,
+                trusted_proxy_header: self.trusted_proxy_header,
+            },
         };
         settings.validate()?;
         Ok(settings)
     }
+}
+
+fn parse_header_name(raw: &str) -> Result<HeaderName, String> {
+    HeaderName::try_from(raw.trim()).map_err(|_| "expected an HTTP header name, e.g. X-Forwarded-For".into())
 }
 
 fn parse_bind(raw: &str) -> Result<String, String> {

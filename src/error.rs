@@ -49,6 +49,8 @@ pub enum ApiError {
     Conflict,
     #[error("too many password checks are in progress; retry shortly")]
     Overloaded,
+    #[error("too many attempts; retry after {} seconds", retry_after.as_secs())]
+    TooManyRequests { retry_after: std::time::Duration },
     #[error("the service is temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -92,6 +94,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::Overloaded | Self::Unavailable(_) => "service_unavailable",
+            Self::TooManyRequests { .. } => "too_many_requests",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -116,6 +119,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -141,6 +145,11 @@ impl ResponseError for ApiError {
             }
             Self::Overloaded | Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            Self::TooManyRequests { retry_after } => {
+                // Whole seconds, rounded up: never invite a retry that is too early.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                response.insert_header((header::RETRY_AFTER, seconds.to_string()));
             }
             _ => {}
         }

@@ -16,6 +16,7 @@ use secrecy::SecretString;
 
 use crate::db::{DatabaseUrl, PoolOptions};
 use crate::domain::{PasswordPolicy, ServiceKeys, SessionPolicy};
+use crate::throttle::ThrottleSettings;
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_IDLE_TIMEOUT: &str = "86400";
@@ -30,6 +31,11 @@ pub const DEFAULT_DB_ACQUIRE_TIMEOUT: &str = "2";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 pub const DEFAULT_REAP_INTERVAL: &str = "300";
 pub const DEFAULT_REAP_BATCH: i64 = 1_000;
+/// ASVS 2.2.1 allows at most 100 failed attempts an hour per account.
+pub const DEFAULT_LOGIN_PER_ACCOUNT_PER_HOUR: u32 = 100;
+/// Looser than per account: many users may share one address (NAT, office).
+pub const DEFAULT_LOGIN_PER_IP_PER_HOUR: u32 = 1_000;
+pub const DEFAULT_REGISTER_PER_IP_PER_HOUR: u32 = 100;
 /// Ten years: longer is "never" in practice, and past a few thousand years
 /// `now + timeout` would leave the range of chrono and of MySQL's DATETIME.
 pub const MAX_TIMEOUT_DAYS: i64 = 3_650;
@@ -59,6 +65,7 @@ pub struct Settings {
     pub reap_batch: i64,
     /// Serve `/metrics` on this address instead of the API's.
     pub metrics_bind: Option<String>,
+    pub throttle: ThrottleSettings,
 }
 
 /// How passwords are hashed: shared by the server and the CLI.
@@ -113,6 +120,12 @@ impl Settings {
             reap_interval: seconds(DEFAULT_REAP_INTERVAL),
             reap_batch: DEFAULT_REAP_BATCH,
             metrics_bind: None,
+            throttle: ThrottleSettings {
+                login_per_account_per_hour: DEFAULT_LOGIN_PER_ACCOUNT_PER_HOUR,
+                login_per_ip_per_hour: DEFAULT_LOGIN_PER_IP_PER_HOUR,
+                register_per_ip_per_hour: DEFAULT_REGISTER_PER_IP_PER_HOUR,
+                trusted_proxy_header: None,
+            },
         }
     }
 

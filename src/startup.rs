@@ -18,6 +18,7 @@ use crate::reaper::Reaper;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
+use crate::throttle::Throttle;
 use crate::telemetry::{self, RequestSpan};
 
 pub struct Application {
@@ -84,11 +85,14 @@ impl Application {
             None => None,
         };
         let http_metrics = metrics.http_middleware();
+        let throttle = Arc::new(Throttle::new(&settings.throttle));
+        forget_idle_buckets(Arc::downgrade(&throttle));
         let state = web::Data::new(AppState {
             pool,
             hasher,
             settings: Arc::new(settings),
             metrics,
+            throttle,
         });
         let metrics_server = match metrics_listener {
             Some(listener) => {
@@ -173,6 +177,20 @@ impl Application {
         }
         served
     }
+}
+
+/// Every minute, drops the throttle's full buckets; ends with the app.
+fn forget_idle_buckets(throttle: std::sync::Weak<Throttle>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match throttle.upgrade() {
+                Some(throttle) => throttle.forget_idle(),
+                None => return,
+            }
+        }
+    });
 }
 
 /// Nothing latchkey answers is meant to be cached, framed or sniffed.

@@ -8,6 +8,7 @@ use crate::db::{Connection, Pool};
 use crate::error::ApiError;
 use crate::hashing::PasswordHasher;
 use crate::metrics::Metrics;
+use crate::throttle::Throttle;
 use crate::settings::Settings;
 
 #[derive(Clone)]
@@ -16,6 +17,7 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
+    pub throttle: Arc<Throttle>,
 }
 
 impl AppState {

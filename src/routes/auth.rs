@@ -66,6 +66,7 @@ pub struct StatusResponse<'a> {
         (status = 201, description = "Registered and logged in", body = TokenResponse),
         (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
         (status = 409, description = "The email is taken", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many registrations from this client; see Retry-After", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid email, password or label", body = crate::error::ErrorBody),
     ))]
 pub async fn register(
@@ -73,6 +74,7 @@ pub async fn register(
     req: HttpRequest,
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
+    state.throttle.admit_registration(&req)?;
     let RegisterBody {
         email,
         password,
@@ -146,6 +148,7 @@ pub async fn register(
         (status = 200, description = "Logged in", body = TokenResponse),
         (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
         (status = 401, description = "Wrong email or password", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many attempts for this account or client; see Retry-After", body = crate::error::ErrorBody),
         (status = 503, description = "Too many logins waiting; see Retry-After", body = crate::error::ErrorBody),
     ))]
 pub async fn login(
@@ -158,6 +161,7 @@ pub async fn login(
         Ok(_) => "ok",
         Err(ApiError::InvalidCredentials) => "failed",
         Err(ApiError::Overloaded) => "refused",
+        Err(ApiError::TooManyRequests { .. }) => "throttled",
         Err(_) => "error",
     };
     state.metrics.logins.with_label_values(&[outcome]).inc();
@@ -187,10 +191,18 @@ async fn log_in(
             None,
         ),
     };
+    // Throttled before anything else, and per account whether or not the
+    // account exists: a 429 says nothing about who is registered.
+    let parsed = Email::parse(&email);
+    let account = match &parsed {
+        Ok(email) => email.as_str().to_owned(),
+        Err(_) => email.trim().to_lowercase(),
+    };
+    state.throttle.admit_login(req, &account)?;
     let client = client_info(req, label)?;
     // A malformed email cannot belong to anyone; it is checked against the
     // dummy hash like any unknown email, so the answer and its timing match.
-    let credentials = match Email::parse(&email) {
+    let credentials = match parsed {
         Ok(email) => {
             state
                 .db(move |conn| Ok(users::find_credentials_by_email(conn, email.as_str())?))

@@ -1,0 +1,190 @@
+//! Throttling of password guessing and sign-up floods (OWASP ASVS 2.2.1).
+//!
+//! Token buckets (the `governor` crate) per account and per client IP for
+//! login, and per IP for registration. A throttled request is refused with
+//! 429 and `Retry-After` before any database query or bcrypt run, and with
+//! the same answer whether or not the account exists (the per-account bucket
+//! is keyed by the normalised email, existing or not).
+//!
+//! The buckets live in this process: with several instances behind a load
+//! balancer, the effective limit is the configured one times the number of
+//! instances.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use actix_web::HttpRequest;
+use actix_web::http::header::HeaderName;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use crate::error::ApiError;
+
+/// Attempts per hour, each limit 0 to disable it.
+#[derive(Debug, Clone, Default)]
+pub struct ThrottleSettings {
+    pub login_per_account_per_hour: u32,
+    pub login_per_ip_per_hour: u32,
+    pub register_per_ip_per_hour: u32,
+    /// Take the client IP from this header (the right-most address, the one
+    /// the trusted proxy appended) instead of the TCP peer. Only set this
+    /// behind a proxy that always writes it.
+    pub trusted_proxy_header: Option<HeaderName>,
+}
+
+pub struct Throttle {
+    login_per_account: Option<DefaultKeyedRateLimiter<String>>,
+    login_per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    register_per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    trusted_proxy_header: Option<HeaderName>,
+}
+
+impl Throttle {
+    pub fn new(settings: &ThrottleSettings) -> Self {
+        Self {
+            login_per_account: limiter(settings.login_per_account_per_hour),
+            login_per_ip: limiter(settings.login_per_ip_per_hour),
+            register_per_ip: limiter(settings.register_per_ip_per_hour),
+            trusted_proxy_header: settings.trusted_proxy_header.clone(),
+        }
+    }
+
+    /// Admits a login attempt for `account` (a normalised email, or the raw
+    /// string when it is not one) from the request's client.
+    pub fn admit_login(&self, req: &HttpRequest, account: &str) -> Result<(), ApiError> {
+        if let (Some(limiter), Some(ip)) = (&self.login_per_ip, self.client_ip(req)) {
+            check(limiter, &ip)?;
+        }
+        if let Some(limiter) = &self.login_per_account {
+            check(limiter, &account.to_owned())?;
+        }
+        Ok(())
+    }
+
+    pub fn admit_registration(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        if let (Some(limiter), Some(ip)) = (&self.register_per_ip, self.client_ip(req)) {
+            check(limiter, &ip)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets buckets that are full again, so memory follows the number of
+    /// recently active keys, not every key ever seen.
+    pub fn forget_idle(&self) {
+        if let Some(l) = &self.login_per_account {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        for l in [&self.login_per_ip, &self.register_per_ip].into_iter().flatten() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+
+    fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+        if let Some(header) = &self.trusted_proxy_header {
+            let forwarded = req
+                .headers()
+                .get(header)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|ip| ip.trim().parse().ok());
+            if forwarded.is_some() {
+                return forwarded;
+            }
+        }
+        req.peer_addr().map(|addr| addr.ip())
+    }
+}
+
+/// `per_hour` attempts an hour, of which a tenth (at least one) may come
+/// at once.
+fn limiter<K: std::hash::Hash + Eq + Clone>(per_hour: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+    let per_hour = NonZeroU32::new(per_hour)?;
+    let burst = NonZeroU32::new(per_hour.get() / 10).unwrap_or(NonZeroU32::MIN);
+    Some(DefaultKeyedRateLimiter::keyed(Quota::per_hour(per_hour).allow_burst(burst)))
+}
+
+fn check<K: std::hash::Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>, key: &K) -> Result<(), ApiError> {
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        ApiError::TooManyRequests {
+            retry_after: wait.max(Duration::from_secs(1)),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn settings(account: u32, ip: u32) -> ThrottleSettings {
+        ThrottleSettings {
+            login_per_account_per_hour: account,
+            login_per_ip_per_hour: ip,
+            register_per_ip_per_hour: 0,
+            trusted_proxy_header: None,
+        }
+    }
+
+    fn request_from(ip: &str) -> HttpRequest {
+        TestRequest::default()
+            .peer_addr(format!("{ip}:40000").parse().unwrap())
+            .to_http_request()
+    }
+
+    #[test]
+    fn an_account_is_throttled_after_its_burst() {
+        // 100 an hour: a burst of 10, then one every 36 s.
+        let throttle = Throttle::new(&settings(100, 0));
+        let req = request_from("10.0.0.1");
+        for _ in 0..10 {
+            throttle.admit_login(&req, "alice@example.com").unwrap();
+        }
+        let Err(ApiError::TooManyRequests { retry_after }) = throttle.admit_login(&req, "alice@example.com") else {
+            panic!("the 11th attempt was admitted");
+        };
+        assert!(retry_after >= Duration::from_secs(1) && retry_after <= Duration::from_secs(36));
+        // Another account is unaffected.
+        throttle.admit_login(&req, "bob@example.com").unwrap();
+    }
+
+    #[test]
+    fn an_ip_is_throttled_across_accounts() {
+        let throttle = Throttle::new(&settings(0, 20));
+        let req = request_from("10.0.0.2");
+        throttle.admit_login(&req, "a@example.com").unwrap();
+        throttle.admit_login(&req, "b@example.com").unwrap();
+        assert!(throttle.admit_login(&req, "c@example.com").is_err());
+        throttle.admit_login(&request_from("10.0.0.3"), "c@example.com").unwrap();
+    }
+
+    #[test]
+    fn zero_disables_a_limit() {
+        let throttle = Throttle::new(&settings(0, 0));
+        let req = request_from("10.0.0.4");
+        for _ in 0..1_000 {
+            throttle.admit_login(&req, "alice@example.com").unwrap();
+        }
+    }
+
+    #[test]
+    fn the_trusted_proxy_header_names_the_client() {
+        let mut s = settings(0, 10);
+        s.trusted_proxy_header = Some(HeaderName::from_static("x-forwarded-for"));
+        let throttle = Throttle::new(&s);
+        let via_proxy = |client: &str| {
+            TestRequest::default()
+                .peer_addr("127.0.0.1:40000".parse().unwrap())
+                .insert_header(("x-forwarded-for", format!("203.0.113.9, {client}")))
+                .to_http_request()
+        };
+        throttle.admit_login(&via_proxy("198.51.100.1"), "a@example.com").unwrap();
+        assert!(throttle.admit_login(&via_proxy("198.51.100.1"), "a@example.com").is_err());
+        // A different client behind the same proxy has its own bucket.
+        throttle.admit_login(&via_proxy("198.51.100.2"), "a@example.com").unwrap();
+    }
+}
