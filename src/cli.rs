@@ -4,15 +4,15 @@
 use std::net::ToSocketAddrs as _;
 use std::time::Duration;
 
-use chrono::TimeDelta;
 use actix_web::http::header::HeaderName;
+use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
 use crate::db::{self, DatabaseUrl, PoolOptions};
 use crate::domain::{PasswordPolicy, ServiceKeys, SessionPolicy};
-use crate::throttle::ThrottleSettings;
 use crate::settings::{self, ConfigError, HashingSettings, Settings, parse_duration, to_delta};
+use crate::throttle::ThrottleSettings;
 
 #[derive(Debug, Parser)]
 #[command(name = "latchkey", version, about = "An opaque-token session service")]
@@ -57,7 +57,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply pending migrations, then serve HTTP (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending migrations and exit.
     Migrate,
     /// Manage users without a running server.
@@ -471,7 +471,8 @@ impl ServeArgs {
 }
 
 fn parse_header_name(raw: &str) -> Result<HeaderName, String> {
-    HeaderName::try_from(raw.trim()).map_err(|_| "expected an HTTP header name, e.g. X-Forwarded-For".into())
+    HeaderName::try_from(raw.trim())
+        .map_err(|_| "expected an HTTP header name, e.g. X-Forwarded-For".into())
 }
 
 fn parse_bind(raw: &str) -> Result<String, String> {

@@ -126,8 +126,12 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            Self::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
-            Self::Unavailable(cause) => tracing::warn!(error = ?cause, "dependency unavailable"),
+            Self::Internal(cause) => {
+                tracing::error!(error = %format!("{cause:#}"), "request failed")
+            }
+            Self::Unavailable(cause) => {
+                tracing::warn!(error = %format!("{cause:#}"), "dependency unavailable")
+            }
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
@@ -247,6 +251,11 @@ fn www_authenticate(problem: TokenProblem) -> HeaderValue {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(error: diesel::result::Error) -> Self {
+        if crate::db::is_unavailable(&error) {
+            return Self::Unavailable(
+                anyhow::Error::new(error).context("the database is unreachable"),
+            );
+        }
         Self::internal("database query failed", error)
     }
 }

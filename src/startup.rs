@@ -18,8 +18,8 @@ use crate::reaper::Reaper;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::throttle::Throttle;
 use crate::telemetry::{self, RequestSpan};
+use crate::throttle::Throttle;
 
 pub struct Application {
     port: u16,

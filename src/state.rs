@@ -8,8 +8,8 @@ use crate::db::{Connection, Pool};
 use crate::error::ApiError;
 use crate::hashing::PasswordHasher;
 use crate::metrics::Metrics;
-use crate::throttle::Throttle;
 use crate::settings::Settings;
+use crate::throttle::Throttle;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,7 +31,13 @@ impl AppState {
         let pool = self.pool.clone();
         web::block(move || {
             let mut conn = pool.get()?;
-            work(&mut conn)
+            let result = work(&mut conn);
+            // A connection whose server went away would fail again for the
+            // next request: have the pool close it instead.
+            if matches!(result, Err(ApiError::Unavailable(_))) {
+                conn.mark_lost();
+            }
+            result
         })
         .await?
     }

@@ -76,7 +76,10 @@ impl Throttle {
             l.retain_recent();
             l.shrink_to_fit();
         }
-        for l in [&self.login_per_ip, &self.register_per_ip].into_iter().flatten() {
+        for l in [&self.login_per_ip, &self.register_per_ip]
+            .into_iter()
+            .flatten()
+        {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -103,10 +106,15 @@ impl Throttle {
 fn limiter<K: std::hash::Hash + Eq + Clone>(per_hour: u32) -> Option<DefaultKeyedRateLimiter<K>> {
     let per_hour = NonZeroU32::new(per_hour)?;
     let burst = NonZeroU32::new(per_hour.get() / 10).unwrap_or(NonZeroU32::MIN);
-    Some(DefaultKeyedRateLimiter::keyed(Quota::per_hour(per_hour).allow_burst(burst)))
+    Some(DefaultKeyedRateLimiter::keyed(
+        Quota::per_hour(per_hour).allow_burst(burst),
+    ))
 }
 
-fn check<K: std::hash::Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>, key: &K) -> Result<(), ApiError> {
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> Result<(), ApiError> {
     limiter.check_key(key).map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         ApiError::TooManyRequests {
@@ -144,7 +152,9 @@ mod tests {
         for _ in 0..10 {
             throttle.admit_login(&req, "alice@example.com").unwrap();
         }
-        let Err(ApiError::TooManyRequests { retry_after }) = throttle.admit_login(&req, "alice@example.com") else {
+        let Err(ApiError::TooManyRequests { retry_after }) =
+            throttle.admit_login(&req, "alice@example.com")
+        else {
             panic!("the 11th attempt was admitted");
         };
         assert!(retry_after >= Duration::from_secs(1) && retry_after <= Duration::from_secs(36));
@@ -159,7 +169,9 @@ mod tests {
         throttle.admit_login(&req, "a@example.com").unwrap();
         throttle.admit_login(&req, "b@example.com").unwrap();
         assert!(throttle.admit_login(&req, "c@example.com").is_err());
-        throttle.admit_login(&request_from("10.0.0.3"), "c@example.com").unwrap();
+        throttle
+            .admit_login(&request_from("10.0.0.3"), "c@example.com")
+            .unwrap();
     }
 
     #[test]
@@ -182,9 +194,17 @@ mod tests {
                 .insert_header(("x-forwarded-for", format!("203.0.113.9, {client}")))
                 .to_http_request()
         };
-        throttle.admit_login(&via_proxy("198.51.100.1"), "a@example.com").unwrap();
-        assert!(throttle.admit_login(&via_proxy("198.51.100.1"), "a@example.com").is_err());
+        throttle
+            .admit_login(&via_proxy("198.51.100.1"), "a@example.com")
+            .unwrap();
+        assert!(
+            throttle
+                .admit_login(&via_proxy("198.51.100.1"), "a@example.com")
+                .is_err()
+        );
         // A different client behind the same proxy has its own bucket.
-        throttle.admit_login(&via_proxy("198.51.100.2"), "a@example.com").unwrap();
+        throttle
+            .admit_login(&via_proxy("198.51.100.2"), "a@example.com")
+            .unwrap();
     }
 }

@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
     } = cli;
     match command {
         None => self::serve(database_url, serve),
-        Some(Command::Serve(args)) => self::serve(database_url, args),
+        Some(Command::Serve(args)) => self::serve(database_url, *args),
         Some(Command::Migrate) => migrate(&database_url),
         Some(Command::User(command)) => {
             let mut conn = connect_migrated(&database_url)?;

@@ -26,6 +26,62 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 pub use connection::DbConnection as Connection;
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
+
+/// A connection as the pool keeps it: the connection, and whether a query
+/// on it failed in a way that means the link to the server is gone (the
+/// pool then drops it instead of handing it out again). Derefs to
+/// [`Connection`], so `&mut pooled` is accepted wherever one is expected.
+pub struct PoolConnection {
+    conn: Connection,
+    lost: bool,
+}
+
+impl PoolConnection {
+    /// Marks the connection as unusable: the pool will close it.
+    pub fn mark_lost(&mut self) {
+        self.lost = true;
+    }
+}
+
+impl std::ops::Deref for PoolConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for PoolConnection {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+/// Whether an error means the database cannot be reached (as opposed to a
+/// query that is wrong): these become 503, not 500. libmysqlclient reports
+/// them with client error numbers 2002–2013 and diesel passes on only the
+/// message; SQLite's "database is locked" means the busy timeout ran out.
+pub fn is_unavailable(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            // libmysqlclient and MariaDB Connector/C word these differently
+            // ("MySQL server has gone away" / "Server has gone away").
+            let message = info.message().to_ascii_lowercase();
+            [
+                "has gone away",
+                "lost connection",
+                "can't connect",
+                "connection refused",
+                "server shutdown in progress",
+                "database is locked",
+            ]
+            .iter()
+            .any(|needle| message.contains(needle))
+        }
+        _ => false,
+    }
+}
 pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 
 /// A database location, with the backend chosen explicitly from the URL
@@ -100,41 +156,48 @@ impl ConnectionManager {
 }
 
 impl r2d2::ManageConnection for ConnectionManager {
-    type Connection = Connection;
+    type Connection = PoolConnection;
     type Error = r2d2::Error;
 
-    fn connect(&self) -> Result<Connection, r2d2::Error> {
-        match &self.url {
-            DatabaseUrl::Mysql(url) => diesel::MysqlConnection::establish(url)
-                .map(Connection::Mysql)
-                .map_err(r2d2::Error::ConnectionError),
-            DatabaseUrl::Sqlite(path) => {
-                let mut conn = diesel::SqliteConnection::establish(path)
-                    .map_err(r2d2::Error::ConnectionError)?;
-                // WAL lets readers proceed while one writer commits; the busy
-                // timeout makes writers queue instead of failing at once;
-                // SQLite enforces foreign keys (ON DELETE CASCADE) only when asked.
-                conn.batch_execute(&format!(
-                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
-                     PRAGMA journal_mode = WAL;
-                     PRAGMA synchronous = NORMAL;
-                     PRAGMA foreign_keys = ON;"
-                ))
-                .map_err(r2d2::Error::QueryError)?;
-                Ok(Connection::Sqlite(conn))
-            }
-        }
+    fn connect(&self) -> Result<PoolConnection, r2d2::Error> {
+        open(&self.url).map(|conn| PoolConnection { conn, lost: false })
     }
 
-    fn is_valid(&self, conn: &mut Connection) -> Result<(), r2d2::Error> {
+    fn is_valid(&self, conn: &mut PoolConnection) -> Result<(), r2d2::Error> {
         ping(conn).map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, conn: &mut Connection) -> bool {
+    fn has_broken(&self, conn: &mut PoolConnection) -> bool {
         use diesel::r2d2::R2D2Connection as _;
-        match conn {
-            Connection::Mysql(c) => c.is_broken(),
-            Connection::Sqlite(c) => c.is_broken(),
+        conn.lost
+            || match &mut conn.conn {
+                Connection::Mysql(c) => c.is_broken(),
+                Connection::Sqlite(c) => c.is_broken(),
+            }
+    }
+}
+
+/// Opens a connection to the backend the URL names, with the per-connection
+/// settings that backend needs.
+fn open(url: &DatabaseUrl) -> Result<Connection, r2d2::Error> {
+    match url {
+        DatabaseUrl::Mysql(url) => diesel::MysqlConnection::establish(url)
+            .map(Connection::Mysql)
+            .map_err(r2d2::Error::ConnectionError),
+        DatabaseUrl::Sqlite(path) => {
+            let mut conn =
+                diesel::SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
+            // WAL lets readers proceed while one writer commits; the busy
+            // timeout makes writers queue instead of failing at once;
+            // SQLite enforces foreign keys (ON DELETE CASCADE) only when asked.
+            conn.batch_execute(&format!(
+                "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
+                 PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 PRAGMA foreign_keys = ON;"
+            ))
+            .map_err(r2d2::Error::QueryError)?;
+            Ok(Connection::Sqlite(conn))
         }
     }
 }
@@ -178,10 +241,7 @@ pub fn run_migrations(conn: &mut Connection) -> anyhow::Result<Vec<String>> {
 
 /// Opens one connection outside any pool (for the CLI).
 pub fn connect(url: &DatabaseUrl) -> anyhow::Result<Connection> {
-    use diesel::r2d2::ManageConnection as _;
-    ConnectionManager::new(url.clone())
-        .connect()
-        .with_context(|| format!("failed to connect to {url}"))
+    open(url).with_context(|| format!("failed to connect to {url}"))
 }
 
 #[cfg(test)]
