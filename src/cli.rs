@@ -330,6 +330,17 @@ pub struct ServeArgs {
     )]
     pub max_body_bytes: u32,
 
+    /// How long a client may take to send a request's headers before it
+    /// gets 408 and is disconnected (slow-client attacks).
+    #[arg(
+        long,
+        env = "LATCHKEY_CLIENT_TIMEOUT",
+        value_name = "LATCHKEY_CLIENT_TIMEOUT",
+        default_value = settings::DEFAULT_CLIENT_TIMEOUT,
+        value_parser = parse_duration
+    )]
+    pub client_timeout: Duration,
+
     /// Comma-separated service keys (32+ characters each) that backends send
     /// as `Authorization: Bearer` to `POST /auth/introspect`; several allow rotation.
     #[arg(
@@ -454,6 +465,7 @@ impl ServeArgs {
             },
             workers: self.workers,
             max_body_bytes: self.max_body_bytes as usize,
+            client_timeout: self.client_timeout,
             introspect_keys,
             reap_interval: self.reap_interval,
             reap_batch: self.reap_batch,

@@ -29,6 +29,7 @@ pub const DEFAULT_PASSWORD_MIN_LENGTH: usize = 12;
 pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
 pub const DEFAULT_DB_ACQUIRE_TIMEOUT: &str = "2";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+pub const DEFAULT_CLIENT_TIMEOUT: &str = "5";
 pub const DEFAULT_REAP_INTERVAL: &str = "300";
 pub const DEFAULT_REAP_BATCH: i64 = 1_000;
 /// ASVS 2.2.1 allows at most 100 failed attempts an hour per account.
@@ -57,6 +58,8 @@ pub struct Settings {
     /// actix-web worker threads; 0 means one per core.
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request's head (slowloris).
+    pub client_timeout: Duration,
     /// Keys that backends present to `POST /auth/introspect`.
     pub introspect_keys: ServiceKeys,
     /// How often the reaper deletes expired sessions; zero disables it.
@@ -116,6 +119,7 @@ impl Settings {
             },
             workers: 0,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            client_timeout: seconds(DEFAULT_CLIENT_TIMEOUT),
             introspect_keys: ServiceKeys::default(),
             reap_interval: seconds(DEFAULT_REAP_INTERVAL),
             reap_batch: DEFAULT_REAP_BATCH,
@@ -155,6 +159,14 @@ impl Settings {
             return Err(ConfigError {
                 variable: "LATCHKEY_ABSOLUTE_TIMEOUT",
                 reason: "must be at least LATCHKEY_IDLE_TIMEOUT".into(),
+            });
+        }
+        // actix-web checks the deadline against a clock it refreshes every
+        // half second, so shorter timeouts would cut off honest clients.
+        if self.client_timeout < Duration::from_secs(1) {
+            return Err(ConfigError {
+                variable: "LATCHKEY_CLIENT_TIMEOUT",
+                reason: "must be at least one second".into(),
             });
         }
         // A session used more often than the touch interval would otherwise

@@ -117,6 +117,7 @@ impl Application {
             None => None,
         };
         let metrics_on_api = metrics_server.is_none();
+        let client_timeout = state.settings.client_timeout;
         let server = HttpServer::new(move || {
             let limit = state.settings.max_body_bytes;
             App::new()
@@ -138,6 +139,7 @@ impl Application {
                 .wrap(middleware::from_fn(telemetry::request_id))
         })
         .workers(workers)
+        .client_request_timeout(client_timeout)
         .listen(listener)?
         .run();
         Ok(Self {
