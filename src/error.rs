@@ -17,14 +17,17 @@ use serde::Serialize;
 
 use crate::hashing::HashError;
 
+/// What the JSON endpoints accept, for 415 messages.
+pub const JSON_BODY: &str = "JSON (Content-Type: application/json)";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
-    #[error("the request body must be JSON (Content-Type: application/json)")]
-    UnsupportedMediaType,
+    #[error("the request body must be {0}")]
+    UnsupportedMediaType(&'static str),
     #[error("{message}")]
     Validation { code: &'static str, message: String },
     #[error("an account with this email already exists")]
@@ -81,7 +84,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Validation { code, .. } => code,
             Self::EmailTaken => "email_taken",
             Self::InvalidCredentials | Self::WrongCurrentPassword => "invalid_credentials",
@@ -109,7 +112,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::EmailTaken | Self::Conflict | Self::LastAdmin => StatusCode::CONFLICT,
             Self::InvalidCredentials | Self::Unauthorized(_) | Self::InvalidServiceKey => {
@@ -190,7 +193,7 @@ pub fn json_for_framework_errors<B: MessageBody + 'static>(
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
             "unsupported_media_type",
-            ApiError::UnsupportedMediaType.to_string(),
+            ApiError::UnsupportedMediaType(JSON_BODY).to_string(),
         ),
         StatusCode::REQUEST_TIMEOUT => (
             "request_timeout",
@@ -227,7 +230,7 @@ pub fn json_payload_error(error: JsonPayloadError, limit: usize) -> ApiError {
         JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
             ApiError::PayloadTooLarge(limit)
         }
-        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(JSON_BODY),
         JsonPayloadError::Deserialize(e) if e.is_data() => {
             ApiError::BadRequest(format!("invalid request body: {e}"))
         }

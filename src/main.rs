@@ -6,6 +6,35 @@ use clap::error::ErrorKind;
 use latchkey::cli::Cli;
 use latchkey::{commands, telemetry};
 
+/// Clap's error on one line, naming the flag and its environment variable,
+/// with the rejected value left out when it may hold a secret (a database
+/// password, the pepper, a service key).
+fn one_line(error: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let rendered = error.render().to_string();
+    let line = rendered
+        .lines()
+        .next()
+        .unwrap_or("error: invalid arguments")
+        .to_owned();
+    let secret_arg = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => [
+            "DATABASE_URL",
+            "LATCHKEY_PEPPER",
+            "LATCHKEY_INTROSPECT_KEYS",
+        ]
+        .iter()
+        .any(|name| arg.contains(name)),
+        _ => false,
+    };
+    match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) if secret_arg && !value.is_empty() => {
+            line.replace(value, "[redacted]")
+        }
+        _ => line,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -13,15 +42,7 @@ fn main() -> ExitCode {
             e.exit()
         }
         Err(e) => {
-            // One line, naming the flag and its environment variable.
-            let rendered = e.render().to_string();
-            eprintln!(
-                "{}",
-                rendered
-                    .lines()
-                    .next()
-                    .unwrap_or("error: invalid arguments")
-            );
+            eprintln!("{}", one_line(&e));
             return ExitCode::from(2);
         }
     };

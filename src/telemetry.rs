@@ -66,6 +66,16 @@ fn is_acceptable_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// The address to log: what the throttle believes (the TCP peer unless a
+/// trusted proxy header is configured), never `X-Forwarded-For` as sent.
+fn client_ip(request: &ServiceRequest) -> String {
+    let ip = match request.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+        Some(state) => state.throttle.client_ip(request.request()),
+        None => request.peer_addr().map(|addr| addr.ip()),
+    };
+    ip.map(|ip| ip.to_string()).unwrap_or_default()
+}
+
 /// The per-request span: one log line when it closes, carrying the request
 /// id, route, status and timing. Headers and bodies are never recorded.
 pub struct RequestSpan;
@@ -82,7 +92,7 @@ impl RootSpanBuilder for RequestSpan {
             request_id = %request_id,
             method = %request.method(),
             route = request.match_pattern().as_deref().unwrap_or("UNMATCHED"),
-            client_ip = request.connection_info().realip_remote_addr().unwrap_or(""),
+            client_ip = %client_ip(request),
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             exception.message = tracing::field::Empty,

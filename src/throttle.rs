@@ -85,7 +85,10 @@ impl Throttle {
         }
     }
 
-    fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+    /// The client's address: the TCP peer, or with a trusted proxy header
+    /// configured, the address that proxy wrote. Never a header a client
+    /// could set itself.
+    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
         if let Some(header) = &self.trusted_proxy_header {
             let forwarded = req
                 .headers()

@@ -17,6 +17,7 @@ const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1 to 500 (default 50).
     limit: Option<i64>,
@@ -58,25 +59,23 @@ pub async fn list_users(
         });
     }
     let policy = state.settings.session;
-    let (page, counts) = state
+    let (page, counts, more) = state
         .db(move |conn| {
-            let page = users::list_page(conn, after.as_deref(), limit)?;
+            // One row more than asked tells whether another page exists.
+            let mut page = users::list_page(conn, after.as_deref(), limit + 1)?;
+            let more = page.len() as i64 > limit;
+            page.truncate(limit as usize);
             let ids: Vec<String> = page.iter().map(|u| u.id.clone()).collect();
             let counts = sessions::count_live_by_user(conn, &ids, &policy, now())?;
-            Ok((page, counts))
+            Ok((page, counts, more))
         })
         .await?;
-    let next_after = (page.len() as i64 == limit)
-        .then(|| page.last().map(|u| u.id.clone()))
-        .flatten();
+    let next_after = more.then(|| page.last().map(|u| u.id.clone())).flatten();
     let users = page
         .into_iter()
         .map(|user| {
             let active_sessions = counts.get(&user.id).copied().unwrap_or(0);
-            UserSummary {
-                user,
-                active_sessions,
-            }
+            UserSummary::new(user, active_sessions)
         })
         .collect();
     Ok(HttpResponse::Ok().json(UserPage { users, next_after }))

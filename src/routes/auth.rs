@@ -36,6 +36,20 @@ pub struct LoginBody {
     label: Option<String>,
 }
 
+impl RegisterBody {
+    /// The email and password as sent (for the fuzz targets).
+    pub fn credentials(&self) -> (&str, &str) {
+        (&self.email, &self.password)
+    }
+}
+
+impl LoginBody {
+    /// The email and password as sent (for the fuzz targets).
+    pub fn credentials(&self) -> (&str, &str) {
+        (&self.email, &self.password)
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct ChangePasswordBody {
     current_password: String,

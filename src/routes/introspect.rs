@@ -5,8 +5,9 @@
 //! session is `{"active": false}`, with no reason: a caller learns nothing
 //! about tokens it does not hold.
 
+use actix_web::http::header;
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::{Either, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -55,8 +56,10 @@ pub struct Active<'a> {
 pub async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: Either<web::Json<IntrospectBody>, web::Form<IntrospectBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    // The key is checked before the body is even read: a caller without a
+    // valid key learns nothing, not even whether its body would parse.
     let presented = req
         .headers()
         .get(AUTHORIZATION)
@@ -65,10 +68,7 @@ pub async fn introspect(
     if !state.settings.introspect_keys.accepts(presented) {
         return Err(ApiError::InvalidServiceKey);
     }
-    let IntrospectBody { token, touch } = match body {
-        Either::Left(json) => json.into_inner(),
-        Either::Right(form) => form.into_inner(),
-    };
+    let IntrospectBody { token, touch } = parse_body(&req, &body)?;
     let Ok(digest) = TokenDigest::of_presented(&token) else {
         return Ok(inactive());
     };
@@ -99,6 +99,27 @@ pub async fn introspect(
         session_id: &session.id,
         token_type: "Bearer",
     }))
+}
+
+/// RFC 7662 specifies a form; JSON is accepted too.
+fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<IntrospectBody, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    } else if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        serde_urlencoded::from_bytes(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid form body: {e}")))
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            "a form (application/x-www-form-urlencoded) or JSON (application/json)",
+        ))
+    }
 }
 
 fn inactive() -> HttpResponse {
