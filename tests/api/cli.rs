@@ -16,7 +16,7 @@ on_both_backends!(
     migrate_on_a_migrated_database_changes_nothing,
 );
 
-fn database_url_string(url: &DatabaseUrl) -> String {
+pub(crate) fn database_url_string(url: &DatabaseUrl) -> String {
     match url {
         DatabaseUrl::Mysql(url) => url.clone(),
         DatabaseUrl::Sqlite(path) => format!("sqlite://{path}"),
@@ -24,7 +24,7 @@ fn database_url_string(url: &DatabaseUrl) -> String {
 }
 
 /// Runs `latchkey ARGS` with only the given environment, feeding `stdin`.
-fn latchkey(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+pub(crate) fn latchkey(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(args)
         .env_clear()
@@ -43,7 +43,7 @@ fn latchkey(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     child.wait_with_output().expect("latchkey exits")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

@@ -19,6 +19,21 @@ use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// A password of `len` characters with no pattern a guesser would try
+/// first (repeats like "xxxx…" are refused as too easy to guess).
+pub fn varied_password(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ALPHABET[(state >> 33) as usize % ALPHABET.len()] as char
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Mysql,
@@ -51,6 +66,9 @@ pub struct TestApp {
     /// A pool on the app's database, for arranging and checking rows.
     pub pool: Pool,
     pub settings: Settings,
+    /// `http://127.0.0.1:PORT` of the separate `/metrics` listener, when
+    /// `metrics_bind` is set.
+    pub metrics_address: Option<String>,
     handle: actix_web::dev::ServerHandle,
     _database: TestDatabase,
 }
@@ -62,13 +80,32 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_in(TestDatabase::create(backend), configure).await
+}
+
+/// Starts latchkey on a database the test manages itself (e.g. on a private
+/// server); the harness creates and drops nothing.
+pub async fn spawn_app_on(url: DatabaseUrl, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_in(
+        TestDatabase {
+            url,
+            cleanup: Cleanup::None,
+        },
+        configure,
+    )
+    .await
+}
+
+async fn spawn_app_in(database: TestDatabase, configure: impl FnOnce(&mut Settings)) -> TestApp {
     init_test_logging();
-    let database = TestDatabase::create(backend);
     let mut settings = Settings::with_defaults(database.url.clone());
     settings.bind = "127.0.0.1:0".into();
     settings.hashing.bcrypt_cost = 4;
     settings.hashing.threads = 2;
     settings.workers = 2;
+    // Throttling off, so tests can log in as often as they need; the
+    // throttling tests turn it on.
+    settings.throttle = latchkey::throttle::ThrottleSettings::default();
     settings.pool = PoolOptions {
         max_size: 8,
         min_idle: 1,
@@ -81,6 +118,9 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         .await
         .expect("the application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
 
@@ -100,6 +140,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
             .expect("a reqwest client"),
         pool,
         settings,
+        metrics_address,
         handle,
         _database: database,
     }
@@ -221,6 +262,111 @@ impl TestApp {
             .expect("request sent")
     }
 
+    pub async fn patch_json_with_token(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Registers a fresh user and gives them the admin flag in the database.
+    pub async fn register_admin(&self) -> Registered {
+        let admin = self.register_user().await;
+        self.make_admin(&admin.user_id).await;
+        admin
+    }
+
+    /// Sets `users.admin = true` directly in the database.
+    pub async fn make_admin(&self, user_id: &str) {
+        let user_id = user_id.to_owned();
+        let updated = self
+            .with_db(move |conn| {
+                diesel::update(users::table.find(user_id))
+                    .set(users::admin.eq(true))
+                    .execute(conn)
+                    .expect("update")
+            })
+            .await;
+        assert_eq!(updated, 1, "no such user row");
+    }
+
+    /// The stored admin flag of a user, or `None` if the row is gone.
+    pub async fn admin_flag(&self, user_id: &str) -> Option<bool> {
+        let user_id = user_id.to_owned();
+        self.with_db(move |conn| {
+            users::table
+                .find(user_id)
+                .select(users::admin)
+                .first(conn)
+                .optional()
+                .expect("select")
+        })
+        .await
+    }
+
+    /// Inserts a user row directly (no bcrypt, no HTTP): for tests that
+    /// need many users. The user cannot log in. Returns the id.
+    pub async fn insert_user(&self, email: &str) -> String {
+        let email = email.to_owned();
+        self.with_db(move |conn| {
+            let id = latchkey::store::users::new_id();
+            let now = latchkey::domain::now();
+            latchkey::store::users::insert(
+                conn,
+                &latchkey::store::users::NewUser {
+                    id: &id,
+                    email: &email,
+                    password_hash: "$2b$04$not.a.real.hash.for.tests.only.................",
+                    admin: false,
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
+            .expect("user inserted");
+            id
+        })
+        .await
+    }
+
+    /// Inserts a live session row for a user directly, as a login would.
+    /// Returns `(session_id, token)`.
+    pub async fn insert_session(&self, user_id: &str) -> (String, String) {
+        use latchkey::store::sessions::{ClientInfo, NewSession, insert};
+        let user_id = user_id.to_owned();
+        self.with_db(move |conn| {
+            let (token, digest) = latchkey::domain::SessionToken::generate();
+            let id = latchkey::store::sessions::new_id();
+            let client = ClientInfo::default();
+            insert(
+                conn,
+                &NewSession::new(&id, &user_id, &digest, &client, latchkey::domain::now()),
+            )
+            .expect("session inserted");
+            (id, token.expose().to_owned())
+        })
+        .await
+    }
+
+    /// The Prometheus text of `GET /metrics` on the API's port.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.expect("a body")
+    }
+
     /// Runs diesel code against the app's database on a blocking thread.
     pub async fn with_db<T: Send + 'static>(
         &self,
@@ -324,6 +470,51 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     body
 }
 
+/// The value of the sample `name{labels}` in a Prometheus text exposition
+/// (labels compared as a set, whatever their order), if it is there.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    wanted.sort_unstable();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (sample, mut present) = match series.split_once('{') {
+                Some((sample, rest)) => (
+                    sample,
+                    rest.trim_end_matches('}')
+                        .split(',')
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>(),
+                ),
+                None => (series, Vec::new()),
+            };
+            present.sort_unstable();
+            (sample == name && present == wanted).then(|| value.parse().ok())?
+        })
+}
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes; returns
+/// whether it held. For background work (the reaper), never as a timing
+/// assertion.
+pub async fn eventually<F, Fut>(timeout: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The current UTC time, truncated to whole seconds so that it survives a
 /// round trip through either database unchanged.
 pub fn now_seconds() -> NaiveDateTime {
@@ -349,6 +540,7 @@ struct TestDatabase {
 }
 
 enum Cleanup {
+    None,
     Mysql { server: String, name: String },
     Sqlite { _dir: tempfile::TempDir },
 }

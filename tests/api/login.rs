@@ -2,7 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, api_time, assert_error, spawn_app};
+use crate::helpers::{
+    Backend, PASSWORD, TestApp, api_time, assert_error, spawn_app, varied_password,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -240,7 +242,7 @@ async fn login_refuses_a_label_longer_than_100_characters(backend: Backend) {
 async fn a_128_character_password_registers_and_logs_in(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;
-    let password = format!("{}Z", "y".repeat(127));
+    let password = varied_password(128);
     assert_eq!(password.chars().count(), 128);
     assert_eq!(
         app.register("kim@example.com", &password).await.status(),
@@ -261,7 +263,7 @@ async fn a_128_character_password_registers_and_logs_in(backend: Backend) {
 async fn passwords_differing_only_in_the_last_of_100_characters_are_different(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;
-    let common = "q".repeat(99);
+    let common = varied_password(99);
     let registered = format!("{common}1");
     let other = format!("{common}2");
     assert_eq!(

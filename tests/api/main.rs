@@ -4,15 +4,26 @@
 
 mod helpers;
 
+mod admin;
 mod cap;
 mod cli;
+mod cli_admin;
 mod errors;
 mod expiry;
+mod faults;
 mod health;
+mod hostile;
+mod introspect;
 mod login;
 mod logout;
+mod metrics;
+mod observability;
+mod openapi;
 mod password;
+mod races;
+mod reaper;
 mod register;
 mod sessions;
 mod status;
 mod storage;
+mod throttle;

@@ -2,10 +2,11 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, api_time, assert_error, spawn_app};
+use crate::helpers::{Backend, PASSWORD, api_time, assert_error, spawn_app, varied_password};
 use crate::on_both_backends;
 
 on_both_backends!(
+    register_refuses_a_common_password_and_says_why,
     register_returns_201_with_the_user_and_a_bearer_token,
     register_stores_the_user_and_its_first_session,
     register_trims_and_lower_cases_the_email,
@@ -193,7 +194,9 @@ async fn register_refuses_a_password_longer_than_128_characters(backend: Backend
     let app = spawn_app(backend).await;
 
     // Act
-    let response = app.register("frank@example.com", &"p".repeat(129)).await;
+    let response = app
+        .register("frank@example.com", &varied_password(129))
+        .await;
 
     // Assert
     assert_error(response, 422, "invalid_password").await;
@@ -203,8 +206,8 @@ async fn register_refuses_a_password_longer_than_128_characters(backend: Backend
 async fn register_counts_password_length_in_characters_not_bytes(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;
-    let twelve_chars = "日本語日本語日本語日本語"; // 36 bytes
-    let eleven_chars = "日本語日本語日本語日本"; // 33 bytes
+    let twelve_chars = "東京大阪名古屋札幌福岡神"; // 36 bytes
+    let eleven_chars = "東京大阪名古屋札幌福岡"; // 33 bytes
 
     // Act
     let short = app.register("grace@example.com", eleven_chars).await;
@@ -224,8 +227,12 @@ async fn register_honours_a_configured_minimum_password_length(backend: Backend)
     let app = crate::helpers::spawn_app_with(backend, |s| s.password.min_chars = 20).await;
 
     // Act
-    let nineteen = app.register("heidi@example.com", &"x".repeat(19)).await;
-    let twenty = app.register("heidi@example.com", &"x".repeat(20)).await;
+    let nineteen = app
+        .register("heidi@example.com", &varied_password(19))
+        .await;
+    let twenty = app
+        .register("heidi@example.com", &varied_password(20))
+        .await;
 
     // Assert
     assert_error(nineteen, 422, "invalid_password").await;
@@ -292,4 +299,25 @@ async fn concurrent_registrations_of_one_email_create_exactly_one_account(backen
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409]);
     assert_eq!(app.count_users().await, 1);
     assert_eq!(app.count_sessions().await, 1);
+}
+
+async fn register_refuses_a_common_password_and_says_why(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+
+    // Act: long enough, but on every guesser's list.
+    let common = app.register("ivan@example.com", "password1234").await;
+    let repeated = app.register("ivan@example.com", "aaaaaaaaaaaaaaaa").await;
+
+    // Assert
+    let body = assert_error(common, 422, "invalid_password").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("too easy to guess"),
+        "{body}"
+    );
+    assert_error(repeated, 422, "invalid_password").await;
+    assert_eq!(app.count_users().await, 0);
 }

@@ -117,22 +117,26 @@ async fn the_password_is_stored_only_as_a_bcrypt_hash(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;
 
-    // Act
+    // Act: two users with the same password.
     let user = app.register_user().await;
+    let twin = app.register_user().await;
 
     // Assert
-    let user_id = user.user_id.clone();
-    let hash = app
-        .with_db(move |conn| {
+    let hash_of = |user_id: String| {
+        app.with_db(move |conn| {
             users::table
                 .find(user_id)
                 .select(users::password_hash)
                 .first::<String>(conn)
                 .unwrap()
         })
-        .await;
+    };
+    let hash = hash_of(user.user_id.clone()).await;
+    let twin_hash = hash_of(twin.user_id.clone()).await;
     assert!(hash.starts_with("$2"), "{hash}");
     assert!(!hash.contains(&user.password));
+    // A unique salt per hash: equal passwords do not give equal hashes.
+    assert_ne!(hash, twin_hash);
     let rows = app.session_rows(&user.user_id).await;
     assert_row_does_not_contain(&rows[0], &user.password);
 }

@@ -25,7 +25,12 @@ fn limits(account: u32, ip: u32, register: u32) -> ThrottleSettings {
     }
 }
 
-async fn login_from(app: &TestApp, email: &str, password: &str, forwarded_for: Option<&str>) -> reqwest::Response {
+async fn login_from(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    forwarded_for: Option<&str>,
+) -> reqwest::Response {
     let mut request = app
         .client
         .post(app.url("/auth/login"))
@@ -68,7 +73,12 @@ async fn an_account_is_throttled_after_its_burst_even_with_the_right_password(ba
     assert_eq!(app.session_rows(&user.user_id).await.len(), 1);
     // Another account is not affected.
     let other = app.register_user().await;
-    assert_eq!(login_from(&app, &other.email, PASSWORD, None).await.status(), 200);
+    assert_eq!(
+        login_from(&app, &other.email, PASSWORD, None)
+            .await
+            .status(),
+        200
+    );
 }
 
 async fn a_throttled_unknown_account_looks_like_a_throttled_real_one(backend: Backend) {
@@ -77,14 +87,29 @@ async fn a_throttled_unknown_account_looks_like_a_throttled_real_one(backend: Ba
     let nobody = "nobody@example.com";
 
     for _ in 0..2 {
-        assert_eq!(login_from(&app, &user.email, "wrong password", None).await.status(), 401);
-        assert_eq!(login_from(&app, nobody, "wrong password", None).await.status(), 401);
+        assert_eq!(
+            login_from(&app, &user.email, "wrong password", None)
+                .await
+                .status(),
+            401
+        );
+        assert_eq!(
+            login_from(&app, nobody, "wrong password", None)
+                .await
+                .status(),
+            401
+        );
     }
     let real = assert_throttled(login_from(&app, &user.email, "wrong password", None).await).await;
     let unknown = assert_throttled(login_from(&app, nobody, "wrong password", None).await).await;
 
     // Same code and same message but for the number of seconds.
-    let without_digits = |v: &Value| v["message"].as_str().unwrap().replace(|c: char| c.is_ascii_digit(), "");
+    let without_digits = |v: &Value| {
+        v["message"]
+            .as_str()
+            .unwrap()
+            .replace(|c: char| c.is_ascii_digit(), "")
+    };
     assert_eq!(real["error"], unknown["error"]);
     assert_eq!(without_digits(&real), without_digits(&unknown));
 }
@@ -121,9 +146,27 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket(backend
     })
     .await;
 
-    let first = login_from(&app, "a@example.com", "wrong password", Some("198.51.100.7")).await;
-    let again = login_from(&app, "a@example.com", "wrong password", Some("10.0.0.1, 198.51.100.7")).await;
-    let other_client = login_from(&app, "a@example.com", "wrong password", Some("198.51.100.8")).await;
+    let first = login_from(
+        &app,
+        "a@example.com",
+        "wrong password",
+        Some("198.51.100.7"),
+    )
+    .await;
+    let again = login_from(
+        &app,
+        "a@example.com",
+        "wrong password",
+        Some("10.0.0.1, 198.51.100.7"),
+    )
+    .await;
+    let other_client = login_from(
+        &app,
+        "a@example.com",
+        "wrong password",
+        Some("198.51.100.8"),
+    )
+    .await;
 
     assert_eq!(first.status(), 401);
     assert_throttled(again).await;

@@ -1,0 +1,194 @@
+//! Concurrency: the session cap, logout, sliding writes and password changes
+//! under many simultaneous requests.
+
+use chrono::TimeDelta;
+use futures_util_free::join_all;
+use serde_json::json;
+
+use crate::helpers::{Backend, PASSWORD, spawn_app_with};
+use crate::on_both_backends;
+
+on_both_backends!(
+    fifty_concurrent_logins_with_a_cap_of_three_leave_exactly_three_sessions,
+    once_logout_has_answered_no_check_of_that_token_succeeds,
+    a_hundred_concurrent_checks_of_one_token_writing_every_time_all_succeed,
+    no_session_opened_with_the_old_password_survives_a_password_change,
+);
+
+/// `join_all` without another dependency: spawns every future and awaits them in order.
+mod futures_util_free {
+    pub async fn join_all<F>(futures: Vec<F>) -> Vec<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+        let mut outputs = Vec::with_capacity(handles.len());
+        for handle in handles {
+            outputs.push(handle.await.expect("the task ran"));
+        }
+        outputs
+    }
+}
+
+async fn fifty_concurrent_logins_with_a_cap_of_three_leave_exactly_three_sessions(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |s| {
+        s.sessions_per_user = 3;
+        s.pool.max_size = 10;
+    })
+    .await;
+    let user = app.register_user().await;
+
+    let logins = (0..50)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.url("/auth/login");
+            let body = json!({ "email": user.email, "password": PASSWORD });
+            async move {
+                client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .collect();
+    let statuses = join_all(logins).await;
+
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(app.session_rows(&user.user_id).await.len(), 3);
+}
+
+async fn once_logout_has_answered_no_check_of_that_token_succeeds(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.session.touch_interval = TimeDelta::zero()).await;
+    let user = app.register_user().await;
+
+    // Checks race with the logout...
+    let checks: Vec<_> = (0..40)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.url("/auth/status");
+            let token = user.token.clone();
+            async move {
+                client
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .collect();
+    let racing = tokio::spawn(join_all(checks));
+    let logout = app.post_with_token("/auth/logout", &user.token).await;
+    assert_eq!(logout.status(), 204);
+
+    // ...and every check that starts after it has answered fails.
+    for _ in 0..20 {
+        assert_eq!(app.status(&user.token).await.status(), 401);
+    }
+    let raced = racing.await.unwrap();
+    assert!(raced.iter().all(|s| *s == 200 || *s == 401), "{raced:?}");
+    // No bump recreated the row.
+    assert!(app.session_rows(&user.user_id).await.is_empty());
+}
+
+async fn a_hundred_concurrent_checks_of_one_token_writing_every_time_all_succeed(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.session.touch_interval = TimeDelta::zero();
+        s.pool.max_size = 16;
+    })
+    .await;
+    let user = app.register_user().await;
+    let before = app.session_rows(&user.user_id).await[0].last_updated_at;
+
+    let checks = (0..100)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.url("/auth/status");
+            let token = user.token.clone();
+            async move {
+                client
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .collect();
+    let statuses = join_all(checks).await;
+
+    // No deadlock or lock-wait error turns into a 500 or 503.
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let rows = app.session_rows(&user.user_id).await;
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].last_updated_at > before, "the session was not slid");
+}
+
+async fn no_session_opened_with_the_old_password_survives_a_password_change(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.sessions_per_user = 100;
+        s.pool.max_size = 10;
+    })
+    .await;
+    let user = app.register_user().await;
+    let new_password = "a brand new passphrase";
+
+    // Logins with the old password race with the change.
+    let logins: Vec<_> = (0..30)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.url("/auth/login");
+            let body = json!({ "email": user.email, "password": PASSWORD });
+            async move {
+                let response = client.post(url).json(&body).send().await.unwrap();
+                let status = response.status().as_u16();
+                let token = response
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|b| b["token"].as_str().map(str::to_owned));
+                (status, token)
+            }
+        })
+        .collect();
+    let racing = tokio::spawn(join_all(logins));
+    let change = app
+        .put_json_with_token(
+            "/auth/password",
+            &user.token,
+            &json!({ "current_password": PASSWORD, "new_password": new_password }),
+        )
+        .await;
+    assert_eq!(change.status(), 204);
+    let raced = racing.await.unwrap();
+
+    // Every login either failed or opened a session the change then ended:
+    // only the session that made the change is left.
+    assert!(
+        raced.iter().all(|(s, _)| *s == 200 || *s == 401),
+        "{raced:?}"
+    );
+    for token in raced.iter().filter_map(|(_, t)| t.as_deref()) {
+        assert_eq!(
+            app.status(token).await.status(),
+            401,
+            "a session from the old password survived"
+        );
+    }
+    let rows = app.session_rows(&user.user_id).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, user.session_id);
+    assert_eq!(app.login(&user.email, PASSWORD).await.status(), 401);
+    assert_eq!(app.login(&user.email, new_password).await.status(), 200);
+}
