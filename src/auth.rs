@@ -32,22 +32,33 @@ impl FromRequest for Authenticated {
             let state = state.ok_or_else(|| {
                 ApiError::internal("app state missing", anyhow::anyhow!("no AppState"))
             })?;
-            let policy = state.settings.session;
-            let found = state
-                .db(move |conn| {
-                    Ok(sessions::authenticate(
-                        conn,
-                        &digest,
-                        &policy,
-                        now(),
-                        Touch::IfStale,
-                    )?)
-                })
-                .await?;
+            let found = live_session(&state, digest, Touch::IfStale).await?;
             let (session, user) = found.ok_or(ApiError::Unauthorized(TokenProblem::Invalid))?;
             Ok(Self { user, session })
         })
     }
+}
+
+/// The live session a token digest belongs to, with its user, slid or not.
+/// The one path from a presented token to a session, for the extractor and
+/// for introspection alike.
+pub async fn live_session(
+    state: &AppState,
+    digest: TokenDigest,
+    touch: Touch,
+) -> Result<Option<(Session, User)>, ApiError> {
+    let policy = state.settings.session;
+    state
+        .db(move |conn| {
+            Ok(sessions::authenticate(
+                conn,
+                &digest,
+                &policy,
+                now(),
+                touch,
+            )?)
+        })
+        .await
 }
 
 /// Reads the token's digest from the request, refusing a missing header,

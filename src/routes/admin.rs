@@ -101,13 +101,8 @@ pub async fn get_user(
             let Some(user) = users::find_by_id(conn, &id)? else {
                 return Ok(None);
             };
-            let counts =
-                sessions::count_live_by_user(conn, std::slice::from_ref(&user.id), &policy, now())?;
-            let active_sessions = counts.get(&user.id).copied().unwrap_or(0);
-            Ok(Some(UserSummary {
-                user,
-                active_sessions,
-            }))
+            let active_sessions = sessions::count_live_for_user(conn, &user.id, &policy, now())?;
+            Ok(Some(UserSummary::new(user, active_sessions)))
         })
         .await?
         .ok_or(ApiError::NotFound("no such user"))?;

@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::auth::bearer_token;
-use crate::domain::{TokenDigest, now};
+use crate::auth::{bearer_token, live_session};
+use crate::domain::TokenDigest;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::{self, Touch};
+use crate::store::sessions::Touch;
 
 #[derive(Deserialize, ToSchema)]
 pub struct IntrospectBody {
@@ -72,19 +72,9 @@ pub async fn introspect(
     let Ok(digest) = TokenDigest::of_presented(&token) else {
         return Ok(inactive());
     };
-    let policy = state.settings.session;
     let touch = if touch { Touch::IfStale } else { Touch::Never };
-    let found = state
-        .db(move |conn| {
-            Ok(sessions::authenticate(
-                conn,
-                &digest,
-                &policy,
-                now(),
-                touch,
-            )?)
-        })
-        .await?;
+    let found = live_session(&state, digest, touch).await?;
+    let policy = state.settings.session;
     let Some((session, user)) = found else {
         return Ok(inactive());
     };

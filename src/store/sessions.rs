@@ -285,6 +285,17 @@ pub fn count_live_by_user(
     Ok(rows.into_iter().collect())
 }
 
+/// How many live sessions one user has.
+pub fn count_live_for_user(
+    conn: &mut Connection,
+    user_id: &str,
+    policy: &SessionPolicy,
+    now: NaiveDateTime,
+) -> QueryResult<i64> {
+    let counts = count_live_by_user(conn, &[user_id.to_owned()], policy, now)?;
+    Ok(counts.get(user_id).copied().unwrap_or(0))
+}
+
 /// Deletes up to `batch` expired sessions and returns how many it deleted.
 /// Bounded so that a backlog of a million rows never holds locks for long;
 /// safe to run from several instances at once (a row deleted twice is
