@@ -5,6 +5,7 @@
 mod helpers;
 
 mod admin;
+mod atomicity;
 mod cap;
 mod cli;
 mod cli_admin;

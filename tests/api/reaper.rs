@@ -7,13 +7,16 @@ use chrono::TimeDelta;
 use diesel::prelude::*;
 use latchkey::db::schema::authentication_tokens;
 
-use crate::helpers::{Backend, TestApp, eventually, metric, now_seconds, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, eventually, metric, now_seconds, spawn_app_on, spawn_app_with,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
     the_reaper_deletes_idle_and_absolute_expired_sessions_and_keeps_live_ones,
     one_batch_deletes_at_most_the_batch_size,
     with_a_zero_interval_nothing_is_reaped,
+    two_instances_reaping_one_database_delete_every_expired_row_and_no_live_one,
 );
 
 /// Polling bound for the reaper's work: generous, never an assertion on speed.
@@ -156,4 +159,41 @@ async fn with_a_zero_interval_nothing_is_reaped(backend: Backend) {
     assert!(!reaped, "sessions were reaped with the reaper disabled");
     assert_eq!(session_ids(&app).await, before);
     assert_eq!(reaped_total(&app).await, Some(0.0));
+}
+
+async fn two_instances_reaping_one_database_delete_every_expired_row_and_no_live_one(
+    backend: Backend,
+) {
+    // Arrange: two latchkeys on one database, both reaping in small batches.
+    let reaping = |s: &mut latchkey::settings::Settings| {
+        s.reap_interval = Duration::from_millis(100);
+        s.reap_batch = 3;
+    };
+    let first = spawn_app_with(backend, |s| {
+        reaping(s);
+        s.reap_interval = Duration::ZERO; // armed below, once the rows exist
+    })
+    .await;
+    let user = first.insert_user("shared@example.com").await;
+    let mut ids = Vec::new();
+    for _ in 0..24 {
+        ids.push(first.insert_session(&user).await.0);
+    }
+    let (expired, live) = ids.split_at(20);
+    expire(&first, expired, 10).await;
+
+    // Act: two more instances on the same database, both reaping.
+    let second = spawn_app_on(first.settings.database_url.clone(), reaping).await;
+    let third = spawn_app_on(first.settings.database_url.clone(), reaping).await;
+
+    // Assert: every expired row goes, every live one stays, and the
+    // instances count 20 reaped rows between them (none twice).
+    let live: BTreeSet<String> = live.iter().cloned().collect();
+    assert!(
+        eventually(PATIENCE, || async { session_ids(&first).await == live }).await,
+        "expired rows were left or live ones deleted"
+    );
+    let reaped =
+        reaped_total(&second).await.unwrap_or(0.0) + reaped_total(&third).await.unwrap_or(0.0);
+    assert_eq!(reaped, 20.0);
 }
