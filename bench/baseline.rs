@@ -1,0 +1,178 @@
+//! The database-bound ceiling for `bench/run.sh`: a bare actix-web handler
+//! that does what latchkey's token check does at the database and nothing
+//! else. It is not part of the service.
+//!
+//! - `GET /read`: `Authorization: Bearer <token>` → SHA-256 → one indexed
+//!   SELECT by digest (the very statement latchkey runs: the session row
+//!   joined with its user) → 200, or 401 when no row matches.
+//! - `GET /write`: the same SELECT plus one UPDATE of `last_updated_at` (the
+//!   statement latchkey runs when a session is touched).
+//! - `GET /readyz`: `SELECT 1`.
+//!
+//! No token-format check, no expiry rules, no middleware, no logging: the
+//! difference to `/auth/status` is what latchkey itself costs.
+//!
+//! Configuration (environment): `DATABASE_URL` (mysql://…, required),
+//! `BASELINE_BIND` (default 127.0.0.1:18081), `BASELINE_POOL_SIZE` (default
+//! 16, latchkey's default) and `BASELINE_WORKERS` (default: one per core,
+//! latchkey's default).
+
+use std::time::Duration;
+
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use anyhow::Context as _;
+use diesel::MysqlConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool};
+use latchkey::db::schema::{authentication_tokens as tokens, users};
+use latchkey::domain::now;
+use latchkey::store::sessions::Session;
+use latchkey::store::users::User;
+use sha2::{Digest as _, Sha256};
+
+type MysqlPool = Pool<ConnectionManager<MysqlConnection>>;
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Read,
+    Write,
+}
+
+enum Outcome {
+    Found { user_id: String, session_id: String },
+    NotFound,
+    Failed,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(raw) => raw
+            .parse()
+            .with_context(|| format!("{name} must be a number, got {raw:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// One indexed SELECT by digest and, for `/write`, one single-row UPDATE.
+fn check(pool: &MysqlPool, digest: &[u8], mode: Mode) -> Outcome {
+    let Ok(mut conn) = pool.get() else {
+        return Outcome::Failed;
+    };
+    let found = tokens::table
+        .inner_join(users::table)
+        .filter(tokens::token_hash.eq(digest))
+        .select((Session::as_select(), User::as_select()))
+        .first::<(Session, User)>(&mut conn)
+        .optional();
+    let (session, user) = match found {
+        Ok(Some(row)) => row,
+        Ok(None) => return Outcome::NotFound,
+        Err(_) => return Outcome::Failed,
+    };
+    if let Mode::Write = mode {
+        let at = now();
+        let updated = diesel::update(
+            tokens::table
+                .find(&session.id)
+                .filter(tokens::last_updated_at.lt(at)),
+        )
+        .set(tokens::last_updated_at.eq(at))
+        .execute(&mut conn);
+        if updated.is_err() {
+            return Outcome::Failed;
+        }
+    }
+    Outcome::Found {
+        user_id: user.id,
+        session_id: session.id,
+    }
+}
+
+async fn handle(pool: web::Data<MysqlPool>, req: HttpRequest, mode: Mode) -> HttpResponse {
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let Some(token) = token else {
+        return HttpResponse::Unauthorized().finish();
+    };
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let pool = pool.into_inner();
+    match web::block(move || check(&pool, &digest, mode)).await {
+        Ok(Outcome::Found {
+            user_id,
+            session_id,
+        }) => HttpResponse::Ok().json(serde_json::json!({
+            "user_id": user_id,
+            "session_id": session_id,
+        })),
+        Ok(Outcome::NotFound) => HttpResponse::Unauthorized().finish(),
+        Ok(Outcome::Failed) | Err(_) => HttpResponse::ServiceUnavailable().finish(),
+    }
+}
+
+async fn read(pool: web::Data<MysqlPool>, req: HttpRequest) -> HttpResponse {
+    handle(pool, req, Mode::Read).await
+}
+
+async fn write(pool: web::Data<MysqlPool>, req: HttpRequest) -> HttpResponse {
+    handle(pool, req, Mode::Write).await
+}
+
+async fn readyz(pool: web::Data<MysqlPool>) -> HttpResponse {
+    let pool = pool.into_inner();
+    let pinged = web::block(move || {
+        let mut conn = pool.get().ok()?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).ok()
+    })
+    .await;
+    match pinged {
+        Ok(Some(_)) => HttpResponse::Ok().finish(),
+        _ => HttpResponse::ServiceUnavailable().finish(),
+    }
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let url = std::env::var("DATABASE_URL").context("DATABASE_URL (mysql://…) is required")?;
+    anyhow::ensure!(
+        url.starts_with("mysql://"),
+        "the baseline runs on MySQL/MariaDB only; DATABASE_URL must start with mysql://"
+    );
+    let bind = env_or("BASELINE_BIND", "127.0.0.1:18081");
+    let pool_size = u32::try_from(env_number("BASELINE_POOL_SIZE", 16)?)?;
+    let workers = match env_number("BASELINE_WORKERS", 0)? {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    // The same pool settings as latchkey: no ping on checkout, two idle
+    // connections kept, a two-second acquire timeout.
+    let pool = Pool::builder()
+        .max_size(pool_size)
+        .min_idle(Some(2.min(pool_size)))
+        .connection_timeout(Duration::from_secs(2))
+        .test_on_check_out(false)
+        .build(ConnectionManager::<MysqlConnection>::new(url))
+        .context("failed to connect to the database")?;
+    let pool = web::Data::new(pool);
+    eprintln!("baseline listening on http://{bind} ({workers} workers, pool {pool_size})");
+    HttpServer::new(move || {
+        App::new()
+            .app_data(pool.clone())
+            .route("/read", web::get().to(read))
+            .route("/write", web::get().to(write))
+            .route("/readyz", web::get().to(readyz))
+    })
+    .workers(workers)
+    .bind(&bind)
+    .with_context(|| format!("failed to bind {bind}"))?
+    .run()
+    .await
+    .context("the server failed")
+}

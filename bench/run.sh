@@ -1,0 +1,634 @@
+#!/usr/bin/env bash
+# Load benchmark for latchkey: builds the release binaries, seeds a throwaway
+# MariaDB database (latchkey_bench_<random>, dropped on exit) and a throwaway
+# SQLite file, drives the service with wrk and prints one markdown table.
+#
+#   bench/run.sh                      # full run: 15 s per scenario, writes bench/RESULTS.md
+#   BENCH_DURATION=3 bench/run.sh     # quick pass
+#
+# Every knob is an environment variable; see bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BENCH_DIR=$ROOT/bench
+export BENCH_DIR
+
+DEFAULT_DURATION=15
+DURATION=${BENCH_DURATION:-$DEFAULT_DURATION}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-$(nproc)}
+LOGIN_CONNECTIONS=${BENCH_LOGIN_CONNECTIONS:-8}
+FLOOD_LOGIN_CONNECTIONS=${BENCH_FLOOD_LOGIN_CONNECTIONS:-200}
+FLOOD_CHECK_CONNECTIONS=${BENCH_FLOOD_CHECK_CONNECTIONS:-32}
+USERS=${BENCH_USERS:-1000}
+LOGIN_USERS=${BENCH_LOGIN_USERS:-100}
+SCALE_SESSIONS=${BENCH_SCALE_SESSIONS:-1000000}
+SCALE_SAMPLE=${BENCH_SCALE_SAMPLE:-10000}
+BCRYPT_SAMPLES=${BENCH_BCRYPT_SAMPLES:-5}
+MYSQL_SERVER=${BENCH_MYSQL_URL:-mysql://root@127.0.0.1:3306}
+SCENARIOS=${BENCH_SCENARIOS:-baseline-read,baseline-write,status,status-touch0,status-sqlite,login,flood,scale}
+if [ -z "${BENCH_WRITE_RESULTS:-}" ]; then
+    # Full runs (the default duration) keep their output; quick passes do not.
+    if [ "$DURATION" = "$DEFAULT_DURATION" ]; then BENCH_WRITE_RESULTS=1; else BENCH_WRITE_RESULTS=0; fi
+fi
+WRITE_RESULTS=$BENCH_WRITE_RESULTS
+WRK_TIMEOUT=${BENCH_WRK_TIMEOUT:-30}
+
+RUN_STARTED=$(date +%s)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for n in DURATION CONNECTIONS THREADS LOGIN_CONNECTIONS FLOOD_LOGIN_CONNECTIONS \
+         FLOOD_CHECK_CONNECTIONS USERS LOGIN_USERS SCALE_SESSIONS SCALE_SAMPLE BCRYPT_SAMPLES; do
+    [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "BENCH_$n must be a positive integer, got '${!n}'"
+done
+# Only loopback: the benchmark must never reach another machine.
+[[ $MYSQL_SERVER =~ ^mysql://[^/@]+@(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?$ ]] ||
+    die "BENCH_MYSQL_URL must be mysql://USER[:PASS]@127.0.0.1[:PORT] (loopback, no database), got '$MYSQL_SERVER'"
+wants() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
+
+# The service sees the documented defaults, not whatever this shell has set
+# (RUST_BACKTRACE=1 would make every internal error capture and symbolise a
+# backtrace, which alone raises the peak RSS by tens of MiB).
+while IFS= read -r var; do unset "$var"; done < <(compgen -e | grep -E '^(LATCHKEY_|DATABASE_URL$|RUST_LOG$|RUST_BACKTRACE$|RUST_LIB_BACKTRACE$)' || true)
+
+# --- tools ------------------------------------------------------------------
+if ! command -v wrk >/dev/null 2>&1; then
+    log "installing wrk (apt-get)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q wrk >&2
+fi
+command -v curl >/dev/null 2>&1 || die "curl is required"
+scripts/install-deps.sh >&2
+
+log "building release binaries (latchkey, examples baseline and bench-seed)"
+cargo build --release --locked --bin latchkey --example baseline --example bench-seed >&2
+LATCHKEY=$ROOT/target/release/latchkey
+BASELINE=$ROOT/target/release/examples/baseline
+SEED=$ROOT/target/release/examples/bench-seed
+
+# --- scratch space, database, clean-up ----------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")
+DB_NAME="latchkey_bench_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+DB_CREATED=0
+SERVER_PID=""
+MONITOR_PID=""
+BG_PIDS=()
+
+cleanup() {
+    local status=$?
+    set +e
+    for pid in "${BG_PIDS[@]}" $SERVER_PID $MONITOR_PID; do
+        kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
+    if [ "$DB_CREATED" = 1 ]; then
+        if "$SEED" drop-db --server "$MYSQL_SERVER" --name "$DB_NAME"; then
+            log "dropped database $DB_NAME"
+        else
+            log "warning: could not drop database $DB_NAME"
+        fi
+    fi
+    if [ -n "${BENCH_KEEP_WORKDIR:-}" ]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A free loopback port (nothing answers on it).
+pick_port() {
+    local port
+    for _ in $(seq 1 50); do
+        port=$((20000 + RANDOM % 30000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    die "no free port found"
+}
+PORT=${BENCH_PORT:-$(pick_port)}
+BASE_URL="http://127.0.0.1:$PORT"
+
+MYSQL_URL="$MYSQL_SERVER/$DB_NAME"
+SQLITE_FILE="$WORK/sqlite/latchkey.sqlite3"
+SQLITE_URL="sqlite://$SQLITE_FILE"
+mkdir -p "$WORK/mysql" "$WORK/sqlite" "$WORK/out"
+
+"$SEED" create-db --server "$MYSQL_SERVER" --name "$DB_NAME"
+DB_CREATED=1
+log "created database $DB_NAME; scratch directory $WORK"
+
+log "seeding MariaDB: $USERS users with a session, $LOGIN_USERS login users (one bcrypt hash, shared); timing bcrypt"
+"$SEED" seed --url "$MYSQL_URL" --out "$WORK/mysql" --users "$USERS" --login-users "$LOGIN_USERS"
+if wants status-sqlite; then
+    log "seeding SQLite the same way"
+    "$SEED" seed --url "$SQLITE_URL" --out "$WORK/sqlite" --users "$USERS" --login-users "$LOGIN_USERS"
+fi
+
+# --- other load on the machine ------------------------------------------------
+# Other people compile here. Before each scenario, wait (up to
+# BENCH_QUIET_WAIT seconds) for a second with at least BENCH_QUIET_IDLE % idle
+# CPU; and note which scenarios overlapped with compiler processes.
+QUIET_WAIT=${BENCH_QUIET_WAIT:-120}
+QUIET_IDLE=${BENCH_QUIET_IDLE:-80}
+COMPILERS='rustc|cargo|cc1|cc1plus|ld|ld.lld|rust-lld|clang|gcc|c\+\+'
+cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
+idle_pct() {
+    local t0 i0 t1 i1
+    read -r t0 i0 < <(cpu_ticks)
+    sleep 1
+    read -r t1 i1 < <(cpu_ticks)
+    echo $((100 * (i1 - i0) / (t1 - t0 > 0 ? t1 - t0 : 1)))
+}
+wait_for_quiet() {
+    local idle waited=0
+    while idle=$(idle_pct) && ((idle < QUIET_IDLE)); do
+        if ((waited == 0)); then
+            log "machine busy (idle $idle %, $(pgrep -c -x "$COMPILERS" || true) compiler processes); waiting up to ${QUIET_WAIT} s"
+        fi
+        waited=$((waited + 1))
+        if ((waited >= QUIET_WAIT)); then
+            log "still busy after ${QUIET_WAIT} s (idle $idle %); going on"
+            break
+        fi
+    done
+}
+( while sleep 1; do echo "$(date +%s) $(pgrep -c -x "$COMPILERS" || true)"; done ) >"$WORK/monitor.txt" 2>/dev/null &
+MONITOR_PID=$!
+
+# --- processes ----------------------------------------------------------------
+# start_process LABEL VAR=VALUE... COMMAND...: starts it in the background,
+# waits for GET /readyz = 200 and sets READY_MS (start → ready).
+start_process() {
+    local label=$1
+    shift
+    local logfile="$WORK/out/$label.log"
+    local t0 now
+    wait_for_quiet
+    CURRENT_LABEL=$label
+    SCENARIO_T0=$(date +%s)
+    t0=$(date +%s%N)
+    env "$@" >"$logfile" 2>&1 &
+    SERVER_PID=$!
+    until curl -fs -o /dev/null --max-time 1 "$BASE_URL/readyz"; do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            tail -n 20 "$logfile" >&2
+            SERVER_PID=""
+            die "$label exited before it was ready (log above)"
+        fi
+        now=$(date +%s%N)
+        ((now - t0 < 60000000000)) || die "$label was not ready after 60 s"
+        sleep 0.005
+    done
+    now=$(date +%s%N)
+    READY_MS=$(((now - t0) / 1000000))
+    DB_BEFORE=$(db_counters)
+}
+
+# MariaDB's statement counters (SELECT UPDATE INSERT DELETE PREPARE) and
+# InnoDB buffer-pool misses (page reads from disk / OS cache), to count what
+# each scenario's requests cost the database. Empty without the
+# mysql client.
+# mysql_query SQL: runs one query with the mysql client on BENCH_MYSQL_URL's
+# server; prints nothing (and succeeds) when there is no client.
+mysql_query() {
+    command -v mysql >/dev/null 2>&1 || return 0
+    local host_port=${MYSQL_SERVER#*@} host port
+    host=${host_port%:*}
+    port=3306
+    [[ $host_port == *:* ]] && port=${host_port##*:}
+    local user=${MYSQL_SERVER#mysql://}
+    user=${user%@*}
+    local pass=""
+    [[ $user == *:* ]] && { pass=${user#*:}; user=${user%%:*}; }
+    MYSQL_PWD=$pass mysql -N -h "$host" -P "$port" -u "$user" -e "$1" 2>/dev/null || true
+}
+db_counters() {
+    command -v mysql >/dev/null 2>&1 || return 0
+    mysql_query "SHOW GLOBAL STATUS WHERE Variable_name IN
+        ('Com_select', 'Com_update', 'Com_insert', 'Com_delete', 'Com_stmt_prepare', 'Innodb_buffer_pool_reads')" |
+        awk '{ v[$1] = $2 } END { print v["Com_select"], v["Com_update"], v["Com_insert"], v["Com_delete"], v["Com_stmt_prepare"], v["Innodb_buffer_pool_reads"] }'
+}
+
+start_latchkey() { # LABEL DATABASE_URL [VAR=VALUE...]
+    local label=$1 url=$2
+    shift 2
+    start_process "$label" DATABASE_URL="$url" LATCHKEY_BIND="127.0.0.1:$PORT" "$@" "$LATCHKEY" serve
+}
+
+start_baseline() {
+    start_process "$1" DATABASE_URL="$MYSQL_URL" BASELINE_BIND="127.0.0.1:$PORT" "$BASELINE"
+}
+
+# Reads the peak RSS (VmHWM) and stops the process; sets RSS_KB.
+stop_process() {
+    RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
+    local db_after
+    db_after=$(db_counters)
+    if [ -n "$db_after" ] && [ -n "${DB_BEFORE:-}" ]; then
+        DB_DELTA[$CURRENT_LABEL]=$(awk -v a="$DB_BEFORE" -v b="$db_after" \
+            'BEGIN { n = split(a, x, " "); split(b, y, " "); for (i = 1; i <= n; i++) printf "%s%d", (i > 1 ? " " : ""), y[i] - x[i] }')
+    fi
+    kill -TERM "$SERVER_PID"
+    local waited=0
+    while kill -0 "$SERVER_PID" 2>/dev/null && ((waited < 400)); do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+    local logfile="$WORK/out/$CURRENT_LABEL.log"
+    LOG_VOLUME[$CURRENT_LABEL]=$(wc -lc <"$logfile" | awk '{ printf "%d lines, %.1f MiB", $1, $2 / 1048576 }')
+    LOG_ERRORS[$CURRENT_LABEL]=$(log_errors "$logfile")
+    COMPILING[$CURRENT_LABEL]=$(awk -v t0="$SCENARIO_T0" -v t1="$(date +%s)" \
+        '$1 >= t0 && $1 <= t1 && $2 > m { m = $2 } END { print m + 0 }' "$WORK/monitor.txt")
+}
+
+# The failures a service log reports: internal errors (500) by cause, and
+# "dependency unavailable" (503) warnings. Empty when there are none.
+log_errors() {
+    sed 's/\x1b\[[0-9;]*m//g' "$1" | awk '
+        / latchkey::error: request failed / { want = 1; n++; next }
+        want && /^Caused by:/ { getline; sub(/^ +/, ""); causes[$0]++; want = 0 }
+        /dependency unavailable/ { unavailable++ }
+        END {
+            sep = ""
+            if (n) { printf "%d internal errors (500):", n; for (c in causes) { printf " \"%s\" × %d", c, causes[c] }; sep = "; " }
+            if (unavailable) printf "%s%d \"dependency unavailable\" (503)", sep, unavailable
+        }'
+}
+
+# run_wrk OUT CONNECTIONS SCRIPT PATH [VAR=VALUE...] [-- extra seconds]
+run_wrk() {
+    local out=$1 conns=$2 script=$3 path=$4 seconds=$DURATION
+    shift 4
+    if [ "${1:-}" = "--seconds" ]; then
+        seconds=$2
+        shift 2
+    fi
+    local threads=$((THREADS < conns ? THREADS : conns))
+    env "$@" wrk -t"$threads" -c"$conns" -d"${seconds}s" --timeout "${WRK_TIMEOUT}s" --latency \
+        -s "$BENCH_DIR/$script" "$BASE_URL$path" >"$out" 2>&1 ||
+        { cat "$out" >&2; die "wrk failed ($out)"; }
+    grep -q '^BENCH ' "$out" || { cat "$out" >&2; die "wrk printed no BENCH line ($out)"; }
+}
+
+# field FILE KEY: a value of the BENCH line.
+field() {
+    awk -v k="$2" '/^BENCH / { for (i = 2; i <= NF; i++) { split($i, a, "="); if (a[1] == k) v = a[2] } } END { print v }' "$1"
+}
+
+ms() { [ -n "${1:-}" ] && awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }' || echo "—"; }
+mib() { [ -n "${1:-}" ] && awk -v kb="$1" 'BEGIN { printf "%.1f MiB", kb / 1024 }' || echo "—"; }
+
+declare -A RPS P50 P99 NON2XX SOCKERR RSS READY OKRPS LOG_VOLUME LOG_ERRORS COMPILING DB_DELTA REQUESTS
+CURRENT_LABEL=""
+SCENARIO_T0=0
+record() { # NAME WRK_OUT
+    local name=$1 out=$2
+    RPS[$name]=$(field "$out" rps)
+    REQUESTS[$name]=$(field "$out" requests)
+    P50[$name]=$(field "$out" p50_us)
+    P99[$name]=$(field "$out" p99_us)
+    NON2XX[$name]=$(field "$out" non2xx)
+    SOCKERR[$name]=$(($(field "$out" connect) + $(field "$out" read) + $(field "$out" write) + $(field "$out" timeout)))
+    RSS[$name]=$RSS_KB
+    READY[$name]=$READY_MS
+    local ok
+    ok=$(field "$out" ok)
+    if [ -n "$ok" ]; then
+        OKRPS[$name]=$(awk -v ok="$ok" -v s="$(field "$out" duration_s)" 'BEGIN { printf "%.2f", ok / s }')
+    fi
+    cp "$out" "$WORK/out/$name.wrk"
+    log "  $name: $(printf '%.0f' "${RPS[$name]}") req/s, p50 $(ms "${P50[$name]}"), p99 $(ms "${P99[$name]}"), non-2xx ${NON2XX[$name]}, socket errors ${SOCKERR[$name]}, peak RSS $(mib "$RSS_KB"), ready ${READY_MS} ms"
+}
+
+refresh() { "$SEED" refresh --url "$1" --tokens "$2"; }
+
+MYSQL_TOKENS=$WORK/mysql/tokens.txt
+STATUS_ENV=(BENCH_TOKENS_FILE="$MYSQL_TOKENS")
+# All load comes from 127.0.0.1 against 100 accounts, so latchkey's per-IP and
+# per-account login throttles (when the build has them) would answer 429 after
+# a few attempts and the bcrypt path would never be measured. The login and
+# flood scenarios therefore switch them off (a flood from many addresses);
+# BENCH_LOGIN_THROTTLE=default keeps them.
+LOGIN_SERVICE_ENV=(LATCHKEY_LOGIN_LIMIT_PER_ACCOUNT=0 LATCHKEY_LOGIN_LIMIT_PER_IP=0)
+[ "${BENCH_LOGIN_THROTTLE:-off}" = default ] && LOGIN_SERVICE_ENV=()
+LOGIN_ENV=(BENCH_EMAILS_FILE="$WORK/mysql/login_emails.txt" BENCH_PASSWORD_FILE="$WORK/mysql/password.txt")
+
+# --- scenarios ----------------------------------------------------------------
+if wants baseline-read; then
+    log "baseline-read: bare handler, one indexed SELECT by digest, $CONNECTIONS connections, ${DURATION} s"
+    start_baseline baseline-read
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /read "${STATUS_ENV[@]}"
+    stop_process
+    record baseline-read "$WORK/wrk.out"
+fi
+
+if wants baseline-write; then
+    log "baseline-write: bare handler, SELECT + UPDATE last_updated_at"
+    start_baseline baseline-write
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /write "${STATUS_ENV[@]}"
+    stop_process
+    record baseline-write "$WORK/wrk.out"
+fi
+
+if wants status; then
+    log "status: GET /auth/status, default configuration"
+    refresh "$MYSQL_URL" "$MYSQL_TOKENS"
+    start_latchkey status "$MYSQL_URL"
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /auth/status "${STATUS_ENV[@]}"
+    stop_process
+    record status "$WORK/wrk.out"
+fi
+
+if wants status-touch0; then
+    log "status-touch0: LATCHKEY_TOUCH_INTERVAL=0 (a write on every request)"
+    start_latchkey status-touch0 "$MYSQL_URL" LATCHKEY_TOUCH_INTERVAL=0
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /auth/status "${STATUS_ENV[@]}"
+    stop_process
+    record status-touch0 "$WORK/wrk.out"
+fi
+
+if wants status-sqlite; then
+    log "status-sqlite: the embedded SQLite database"
+    refresh "$SQLITE_URL" "$WORK/sqlite/tokens.txt"
+    start_latchkey status-sqlite "$SQLITE_URL"
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /auth/status BENCH_TOKENS_FILE="$WORK/sqlite/tokens.txt"
+    stop_process
+    record status-sqlite "$WORK/wrk.out"
+fi
+
+if wants login || wants flood; then
+    log "timing $BCRYPT_SAMPLES bcrypt verifications at cost 12 (latchkey's hasher, one at a time)"
+    wait_for_quiet
+    "$SEED" time-bcrypt --samples "$BCRYPT_SAMPLES" --out "$WORK/bcrypt.txt"
+    kv() { awk -F= -v k="$2" '$1 == k { print $2 }' "$1"; }
+    BCRYPT_MS=$(kv "$WORK/bcrypt.txt" bcrypt_ms)
+    BCRYPT_CEILING=$(kv "$WORK/bcrypt.txt" ceiling)
+    CORES=$(kv "$WORK/bcrypt.txt" cores)
+fi
+
+if wants login; then
+    log "login: POST /auth/login, bcrypt cost 12, $LOGIN_CONNECTIONS connections"
+    start_latchkey login "$MYSQL_URL" "${LOGIN_SERVICE_ENV[@]}"
+    run_wrk "$WORK/wrk.out" "$LOGIN_CONNECTIONS" login.lua /auth/login "${LOGIN_ENV[@]}"
+    stop_process
+    record login "$WORK/wrk.out"
+fi
+
+if wants flood; then
+    log "flood: $FLOOD_LOGIN_CONNECTIONS connections of logins while $FLOOD_CHECK_CONNECTIONS connections check tokens"
+    refresh "$MYSQL_URL" "$MYSQL_TOKENS"
+    start_latchkey flood "$MYSQL_URL" "${LOGIN_SERVICE_ENV[@]}"
+    # The login flood starts first and outlasts the token checks by a second
+    # on each side, so every measured check runs under the flood.
+    run_wrk "$WORK/flood-login.out" "$FLOOD_LOGIN_CONNECTIONS" login.lua /auth/login \
+        --seconds $((DURATION + 2)) "${LOGIN_ENV[@]}" &
+    BG_PIDS+=($!)
+    sleep 1
+    # Single requests timed with curl during the flood: logins (are they
+    # refused at once?) and, for reference, GET /healthz (no work at all).
+    (
+        sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 4 }')"
+        body=$(printf '{"email":"%s","password":"%s"}' "$(head -n 1 "$WORK/mysql/login_emails.txt")" "$(head -n 1 "$WORK/mysql/password.txt")")
+        for _ in $(seq 1 10); do
+            curl -s -o /dev/null -X POST -H 'Content-Type: application/json' -d "$body" \
+                -w 'login %{http_code} %{time_total} %header{retry-after}\n' --max-time 5 "$BASE_URL/auth/login" || true
+            curl -s -o /dev/null -w 'healthz %{http_code} %{time_total}\n' --max-time 5 "$BASE_URL/healthz" || true
+            sleep 0.1
+        done
+    ) >"$WORK/out/flood-probe.txt" &
+    BG_PIDS+=($!)
+    run_wrk "$WORK/flood-check.out" "$FLOOD_CHECK_CONNECTIONS" status.lua /auth/status "${STATUS_ENV[@]}"
+    for pid in "${BG_PIDS[@]}"; do wait "$pid" || die "a flood process failed"; done
+    BG_PIDS=()
+    stop_process
+    record flood-check "$WORK/flood-check.out"
+    record flood-login "$WORK/flood-login.out"
+fi
+
+if wants scale; then
+    log "scale: topping the sessions table up to $SCALE_SESSIONS rows (bulk inserts)"
+    t0=$(date +%s)
+    "$SEED" scale --url "$MYSQL_URL" --total "$SCALE_SESSIONS" --sample "$SCALE_SAMPLE" \
+        --sample-out "$WORK/mysql/scale_tokens.txt"
+    SCALE_SEED_S=$(($(date +%s) - t0))
+    mysql_query "ANALYZE TABLE \`$DB_NAME\`.authentication_tokens" >/dev/null
+    SCALE_SIZES=$(mysql_query "SELECT CONCAT(ROUND((data_length + index_length) / 1048576), ' MiB (data + indexes) against an InnoDB buffer pool of ', ROUND(@@innodb_buffer_pool_size / 1048576), ' MiB') FROM information_schema.tables WHERE table_schema = '$DB_NAME' AND table_name = 'authentication_tokens'")
+    refresh "$MYSQL_URL" "$WORK/mysql/scale_tokens.txt"
+    start_latchkey scale "$MYSQL_URL"
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /auth/status BENCH_TOKENS_FILE="$WORK/mysql/scale_tokens.txt"
+    stop_process
+    record scale "$WORK/wrk.out"
+    # Diagnostic: the bare handler on the same table and tokens, to tell the
+    # database's share of any slowdown from latchkey's.
+    log "scale-baseline: baseline-read on the 1,000,000-row table and the same sample"
+    start_baseline scale-baseline
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /read BENCH_TOKENS_FILE="$WORK/mysql/scale_tokens.txt"
+    stop_process
+    record scale-baseline "$WORK/wrk.out"
+fi
+
+# --- the table ------------------------------------------------------------------
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "" }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && a + 0 >= b + 0) }'; }
+# verdict CHECK ARGS…: "met" or "MISSED"; "n/a" when the first argument (a
+# ratio) is empty because a scenario it needs did not run.
+verdict() {
+    if [ $# -ge 2 ] && [ -z "$2" ]; then
+        echo "n/a"
+    elif "$@"; then
+        echo "met"
+    else
+        echo "**MISSED**"
+    fi
+}
+has() { [ -n "${RPS[$1]:-}" ]; }
+
+ratio() { # NAME BASE → ratio of requests/s
+    has "$1" && has "$2" && div "${RPS[$1]}" "${RPS[$2]}"
+}
+
+row() { # NAME RATIO_TEXT TARGET_TEXT
+    local n=$1 non2xx=${NON2XX[$1]:-}
+    [ "${SOCKERR[$n]:-0}" -gt 0 ] && non2xx="$non2xx (+${SOCKERR[$n]} socket errors/timeouts)"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+        "$n" "$(printf '%.0f' "${RPS[$n]}")" "$(ms "${P50[$n]}")" "$(ms "${P99[$n]}")" "$non2xx" \
+        "$(mib "${RSS[$n]}")" "$2" "$3" "${READY[$n]} ms"
+}
+
+report() {
+    echo "| scenario | requests/s | p50 | p99 | non-2xx | peak RSS | ratio | target | ready |"
+    echo "|---|---:|---:|---:|---:|---:|---|---|---:|"
+    local r
+    has baseline-read && row baseline-read "— (ceiling for status)" "—"
+    has baseline-write && row baseline-write "— (ceiling for status-touch0)" "—"
+    if has status; then
+        r=$(ratio status baseline-read)
+        row status "${r:-—} status/baseline-read" "≥ 0.85: $(verdict ge "$r" 0.85)"
+    fi
+    if has status-touch0; then
+        r=$(ratio status-touch0 baseline-write)
+        row status-touch0 "${r:-—} status-touch0/baseline-write" \
+            "≥ 0.85, 0 non-2xx: $(verdict touch0_ok "$r")"
+    fi
+    if has status-sqlite; then
+        r=$(ratio status-sqlite status)
+        row status-sqlite "${r:-—} status-sqlite/status" "≥ 1.00: $(verdict ge "$r" 1.0)"
+    fi
+    if has login; then
+        r=$(div "${OKRPS[login]}" "$BCRYPT_CEILING")
+        row login "$r login/bcrypt ceiling (${OKRPS[login]} ÷ $BCRYPT_CEILING logins/s)" \
+            "≥ 0.90, 0 non-2xx: $(verdict login_ok "$r")"
+    fi
+    if has flood-check; then
+        r=$(ratio flood-check status)
+        local p99x=""
+        has status && p99x=$(div "${P99[flood-check]}" "${P99[status]}")
+        row flood-check "${r:-—} flood-check/status; p99 ${p99x:-—}× status p99" \
+            "≥ 0.50, p99 ≤ 4×, none fails: $(verdict flood_check_ok "$r" "$p99x")"
+    fi
+    if has flood-login; then
+        local out=$WORK/out/flood-login.wrk
+        local refused retry
+        refused=$(($(field "$out" refused) + $(field "$out" throttled)))
+        retry=$(($(field "$out" refused_retry_after) + $(field "$out" throttled_retry_after)))
+        r=$(div "${OKRPS[flood-login]}" "$BCRYPT_CEILING")
+        row flood-login "$r answered logins/bcrypt ceiling (${OKRPS[flood-login]}/s); $refused refused" \
+            "refused at once (median < 100 ms) with Retry-After, no other errors: $(verdict flood_login_ok "$refused" "$retry")"
+    fi
+    if has scale; then
+        r=$(ratio scale status)
+        row scale "${r:-—} scale/status" "≥ 0.90: $(verdict ge "$r" 0.90)"
+    fi
+    if has scale-baseline; then
+        r=$(ratio scale scale-baseline)
+        row scale-baseline "diagnostic: scale/scale-baseline ${r:-—} (baseline-read on the scale table)" "—"
+    fi
+}
+
+touch0_ok() { # RATIO
+    ge "$1" 0.85 && [ "${NON2XX[status-touch0]}" = 0 ] && [ "${SOCKERR[status-touch0]}" = 0 ]
+}
+login_ok() { # RATIO
+    ge "$1" 0.90 && [ "${NON2XX[login]}" = 0 ] && [ "${SOCKERR[login]}" = 0 ]
+}
+flood_check_ok() { # RATIO P99_RATIO
+    ge "$1" 0.5 && [ -n "$2" ] && ! ge "$2" 4.0001 &&
+        [ "${NON2XX[flood-check]}" = 0 ] && [ "${SOCKERR[flood-check]}" = 0 ]
+}
+# probe_median KIND STATUS_REGEX: median seconds of the curl probes.
+probe_median() {
+    awk -v kind="$1" -v re="$2" '$1 == kind && $2 ~ re { print $3 }' "$WORK/out/flood-probe.txt" |
+        sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+# Logins were refused, every refusal carried Retry-After, and the refusals
+# timed by curl during the flood came back within 100 ms (median).
+# No login failed otherwise (no 500, no other 503).
+flood_login_ok() { # REFUSED WITH_RETRY_AFTER (503 + 429)
+    local median out=$WORK/out/flood-login.wrk
+    median=$(probe_median login '^(503|429)$')
+    [ "$1" -gt 0 ] && [ "$1" = "$2" ] && [ -n "$median" ] && ! ge "$median" 0.1 &&
+        [ "$(field "$out" other)" = 0 ] && [ "$(field "$out" unavailable)" = 0 ]
+}
+
+notes() {
+    local service_rss_max ready_list ready_max
+    service_rss_max=$(for n in status status-touch0 status-sqlite login flood-check scale; do
+        [ -n "${RSS[$n]:-}" ] && echo "${RSS[$n]}"; done | sort -n | tail -n 1)
+    ready_list=$(for n in status status-touch0 status-sqlite login flood-check scale; do
+        [ -n "${READY[$n]:-}" ] && printf '%s %s ms, ' "$n" "${READY[$n]}"; done)
+    ready_max=$(for n in status status-touch0 status-sqlite login flood-check scale; do
+        [ -n "${READY[$n]:-}" ] && echo "${READY[$n]}"; done | sort -n | tail -n 1)
+    echo
+    [ -n "${BCRYPT_CEILING:-}" ] && echo "- bcrypt ceiling: $CORES cores ÷ ${BCRYPT_MS} ms per verification at cost 12 (median of $BCRYPT_SAMPLES, latchkey's hasher, measured in this run) = $BCRYPT_CEILING logins/s."
+    if [ -n "$service_rss_max" ]; then
+        echo "- latchkey peak RSS (VmHWM, per scenario, fresh process each): max $(mib "$service_rss_max") — target ≤ 64 MiB: $(verdict [ "$service_rss_max" -le 65536 ])."
+    fi
+    if [ -n "$ready_max" ]; then
+        echo "- start → first 200 from /readyz on an already-migrated database: ${ready_list%, } — target ≤ 1 s: $(verdict [ "$ready_max" -le 1000 ])."
+    fi
+    if has flood-login; then
+        local out=$WORK/out/flood-login.wrk
+        echo "- flood logins: $(field "$out" requests) answers in $(field "$out" duration_s) s: $(field "$out" ok) × 200, $(field "$out" refused) × 503 \"too many password checks\" (of which $(field "$out" refused_retry_after) with Retry-After), $(field "$out" throttled) × 429 (of which $(field "$out" throttled_retry_after) with Retry-After), $(field "$out" unavailable) × other 503, $(field "$out" unauthorized) × 401, $(field "$out" other) other (statuses: $(field "$out" other_codes)); $(field "$out" timeout) timeouts (> ${WRK_TIMEOUT} s)."
+        echo "- single requests timed with curl during the flood: login → $(awk '$1 == "login" { printf "%s%s in %.0f ms", sep, $2, $3 * 1000; sep = ", " }' "$WORK/out/flood-probe.txt") (median refusal $(awk -v s="$(probe_median login '^(503|429)$')" 'BEGIN { if (s == "") print "—"; else printf "%.0f ms", s * 1000 }')); GET /healthz for reference: median $(awk -v s="$(probe_median healthz '^200$')" 'BEGIN { if (s == "") print "—"; else printf "%.0f ms", s * 1000 }')."
+    fi
+    if has scale; then
+        echo "- scale: $SCALE_SESSIONS sessions in the table (bulk-seeded in ${SCALE_SEED_S} s; the table is ${SCALE_SIZES:-of unknown size}), tokens rotated over $(wc -l <"$WORK/mysql/scale_tokens.txt") of them; status rotates over $USERS."
+    fi
+    local label busy=""
+    for label in baseline-read baseline-write status status-touch0 status-sqlite login flood scale; do
+        [ -n "${LOG_ERRORS[$label]:-}" ] && echo "- service log of $label: ${LOG_ERRORS[$label]}."
+        [ "${COMPILING[$label]:-0}" -gt 0 ] && busy="$busy $label"
+    done
+    local per_request=""
+    for label in baseline-read baseline-write status status-touch0 login flood scale scale-baseline; do
+        [ -n "${DB_DELTA[$label]:-}" ] || continue
+        local requests=${REQUESTS[$label]:-0}
+        [ "$label" = flood ] && requests=$((${REQUESTS[flood-check]:-0} + ${REQUESTS[flood-login]:-0}))
+        per_request="$per_request$(awk -v l="$label" -v d="${DB_DELTA[$label]}" -v r="$requests" 'BEGIN {
+            split(d, x, " "); if (r == 0) exit
+            printf "%s %.2f SELECT + %.2f UPDATE + %.2f INSERT + %.2f DELETE (%.2f PREPARE, %.2f buffer-pool misses); ", l, x[1] / r, x[2] / r, x[3] / r, x[4] / r, x[5] / r, x[6] / r }')"
+    done
+    [ -n "$per_request" ] && echo "- MariaDB statements per HTTP request (server counters, whole process lifetime, requests = wrk's count): ${per_request%; }."
+    [ -n "${LOG_VOLUME[status]:-}" ] && echo "- log volume at the default RUST_LOG=info (one line per request): status wrote ${LOG_VOLUME[status]}${LOG_VOLUME[flood]:+, flood ${LOG_VOLUME[flood]}}."
+    if [ -n "$busy" ]; then
+        echo "- **other compilations ran on this machine during:$busy** — those rows are pessimistic."
+    else
+        echo "- no compiler processes of other users were seen during the scenarios (sampled every second)."
+    fi
+    echo "- status, status-sqlite, flood and scale start with the rotated sessions used just now (bench-seed refresh), i.e. the steady state of the 60 s touch interval: reads only. baseline-* and status-touch0 write as their names say."
+    echo "- wrk, MariaDB and the service share the same $(nproc) cores; wrk uses $THREADS threads. Durations: ${DURATION} s per scenario (flood logins $((DURATION + 2)) s around the ${DURATION} s of checks)."
+}
+
+TABLE=$(report)
+NOTES=$(notes)
+ELAPSED=$(($(date +%s) - RUN_STARTED))
+echo
+echo "$TABLE"
+echo "$NOTES"
+echo
+echo "Total run time: $((ELAPSED / 60)) min $((ELAPSED % 60)) s."
+
+if [ "$WRITE_RESULTS" = 1 ]; then
+    commit=$(git rev-parse --short HEAD)
+    [ -n "$(git status --porcelain)" ] && commit="$commit (with uncommitted changes in the working tree)"
+    mariadb_version=$(mysql_query 'SELECT VERSION()')
+    {
+        echo "# latchkey load benchmark — results"
+        echo
+        echo "Produced by \`bench/run.sh\` (see bench/README.md). Re-run to refresh."
+        echo
+        echo "- machine: $(nproc) cores (\`nproc\`), $(lscpu | awk -F: '/^Model name/ { gsub(/^[ \t]+/, "", $2); print $2; exit }'), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)"
+        echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); git commit $commit"
+        echo "- MariaDB ${mariadb_version:-(version unknown)} on 127.0.0.1 (server defaults); $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2); load average before the run: $LOAD_BEFORE"
+        echo "- settings: BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNECTIONS BENCH_THREADS=$THREADS BENCH_LOGIN_CONNECTIONS=$LOGIN_CONNECTIONS BENCH_FLOOD_LOGIN_CONNECTIONS=$FLOOD_LOGIN_CONNECTIONS BENCH_FLOOD_CHECK_CONNECTIONS=$FLOOD_CHECK_CONNECTIONS BENCH_SCALE_SESSIONS=$SCALE_SESSIONS BENCH_SCALE_SAMPLE=$SCALE_SAMPLE"
+        echo "- total run time (build, seeding, all scenarios): $((ELAPSED / 60)) min $((ELAPSED % 60)) s"
+        echo
+        echo "$TABLE"
+        echo "$NOTES"
+        echo
+        echo "<details><summary>wrk output per scenario</summary>"
+        echo
+        for f in "$WORK"/out/*.wrk; do
+            echo "### $(basename "$f" .wrk)"
+            echo
+            echo '```'
+            cat "$f"
+            echo '```'
+            echo
+        done
+        echo "</details>"
+    } >"$BENCH_DIR/RESULTS.md"
+    log "wrote bench/RESULTS.md"
+fi
