@@ -160,23 +160,25 @@ pub fn open_for_login(
     policy: &SessionPolicy,
     now: NaiveDateTime,
 ) -> QueryResult<Result<usize, OpenRefused>> {
-    conn.transaction(|conn| {
-        let locked = diesel::update(
-            users::table
-                .find(new.user_id)
-                .filter(users::password_hash.eq(verified_hash)),
-        )
-        .set((
-            users::last_login_at.eq(now),
-            users::password_hash.eq(upgraded_hash.unwrap_or(verified_hash)),
-        ))
-        .execute(conn)?;
-        if locked == 0 {
-            return Ok(Err(OpenRefused::CredentialsChanged));
-        }
-        let evicted = make_room(conn, new.user_id, cap, policy, now)?;
-        insert(conn, new)?;
-        Ok(Ok(evicted))
+    retry_on_deadlock(|| {
+        conn.transaction(|conn| {
+            let locked = diesel::update(
+                users::table
+                    .find(new.user_id)
+                    .filter(users::password_hash.eq(verified_hash)),
+            )
+            .set((
+                users::last_login_at.eq(now),
+                users::password_hash.eq(upgraded_hash.unwrap_or(verified_hash)),
+            ))
+            .execute(conn)?;
+            if locked == 0 {
+                return Ok(Err(OpenRefused::CredentialsChanged));
+            }
+            let evicted = make_room(conn, new.user_id, cap, policy, now)?;
+            insert(conn, new)?;
+            Ok(Ok(evicted))
+        })
     })
 }
 
@@ -190,6 +192,11 @@ pub fn insert(conn: &mut Connection, new: &NewSession<'_>) -> QueryResult<()> {
 
 /// Deletes the user's expired sessions, then the least recently used live
 /// ones until one more fits under the cap. Returns how many live ones it evicted.
+///
+/// The sessions are read, then deleted by primary key. A `DELETE … WHERE
+/// user_id = ?` would take gap locks on the user_id index in MySQL, and two
+/// first logins of users whose ids are neighbours would each wait to insert
+/// into the gap the other holds: a deadlock (seen under load in bench/).
 fn make_room(
     conn: &mut Connection,
     user_id: &str,
@@ -197,24 +204,46 @@ fn make_room(
     policy: &SessionPolicy,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    diesel::delete(
-        tokens::table.filter(tokens::user_id.eq(user_id)).filter(
-            tokens::last_updated_at
-                .le(policy.idle_cutoff(now))
-                .or(tokens::created_at.le(policy.absolute_cutoff(now))),
-        ),
-    )
-    .execute(conn)?;
-    let newest_first: Vec<String> = tokens::table
+    let newest_first: Vec<(String, NaiveDateTime, NaiveDateTime)> = tokens::table
         .filter(tokens::user_id.eq(user_id))
         .order((tokens::last_updated_at.desc(), tokens::id.desc()))
-        .select(tokens::id)
+        .select((tokens::id, tokens::created_at, tokens::last_updated_at))
         .load(conn)?;
+    let (live, expired): (Vec<_>, Vec<_>) = newest_first
+        .into_iter()
+        .partition(|(_, created, last)| policy.is_live(*created, *last, now));
     let keep = (cap as usize).saturating_sub(1);
-    if newest_first.len() <= keep {
+    let evicted = live.len().saturating_sub(keep);
+    let doomed: Vec<String> = expired
+        .into_iter()
+        .chain(live.into_iter().skip(keep))
+        .map(|(id, _, _)| id)
+        .collect();
+    delete_by_ids(conn, &doomed)?;
+    Ok(evicted)
+}
+
+/// Deletes sessions by primary key (row locks only, never gap locks).
+fn delete_by_ids(conn: &mut Connection, ids: &[String]) -> QueryResult<usize> {
+    if ids.is_empty() {
         return Ok(0);
     }
-    diesel::delete(tokens::table.filter(tokens::id.eq_any(&newest_first[keep..]))).execute(conn)
+    diesel::delete(tokens::table.filter(tokens::id.eq_any(ids))).execute(conn)
+}
+
+/// Runs a write transaction again when the database chose it as the victim
+/// of a deadlock (MySQL error 1213, reported by diesel as a serialization
+/// failure): the transaction was rolled back whole, so a retry is safe.
+pub fn retry_on_deadlock<T>(mut attempt: impl FnMut() -> QueryResult<T>) -> QueryResult<T> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    const ATTEMPTS: usize = 3;
+    for _ in 1..ATTEMPTS {
+        match attempt() {
+            Err(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => continue,
+            done => return done,
+        }
+    }
+    attempt()
 }
 
 /// The user's live sessions, most recently used first.
@@ -253,18 +282,19 @@ pub fn delete_all_for_user(conn: &mut Connection, user_id: &str) -> QueryResult<
     diesel::delete(tokens::table.filter(tokens::user_id.eq(user_id))).execute(conn)
 }
 
-/// Deletes every session of a user but one.
+/// Deletes every session of a user but one, by primary key (see
+/// [`make_room`] for why, inside a transaction, not by user_id).
 pub fn delete_all_for_user_except(
     conn: &mut Connection,
     user_id: &str,
     keep: &str,
 ) -> QueryResult<usize> {
-    diesel::delete(
-        tokens::table
-            .filter(tokens::user_id.eq(user_id))
-            .filter(tokens::id.ne(keep)),
-    )
-    .execute(conn)
+    let others: Vec<String> = tokens::table
+        .filter(tokens::user_id.eq(user_id))
+        .filter(tokens::id.ne(keep))
+        .select(tokens::id)
+        .load(conn)?;
+    delete_by_ids(conn, &others)
 }
 
 /// How many live sessions each of the given users has (users with none are
