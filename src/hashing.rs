@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac as _};
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::Sha256;
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::domain::Password;
 use crate::settings::HashingSettings;
@@ -55,6 +55,9 @@ pub struct PasswordHasher {
 
 struct Inner {
     jobs: SyncSender<Job>,
+    /// One per password check allowed in flight: the threads' work plus the
+    /// queue. Taken before any other work is done for a request.
+    slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     /// Where the time spent waiting for a thread is recorded, if anywhere.
     wait_seconds: Option<prometheus::Histogram>,
@@ -75,7 +78,9 @@ impl PasswordHasher {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let (jobs, receiver) = sync_channel::<Job>(settings.queue.max(1));
+        let queue = settings.queue.max(1);
+        // The slots bound the checks in flight; the channel never holds more.
+        let (jobs, receiver) = sync_channel::<Job>(threads + queue);
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..threads {
             let receiver = Arc::clone(&receiver);
@@ -92,6 +97,7 @@ impl PasswordHasher {
         Ok(Self {
             inner: Arc::new(Inner {
                 jobs,
+                slots: Arc::new(Semaphore::new(threads + queue)),
                 waiting: AtomicUsize::new(0),
                 wait_seconds,
                 cost: settings.bcrypt_cost,
@@ -101,8 +107,34 @@ impl PasswordHasher {
         })
     }
 
-    /// Hashes a new password with the configured cost.
+    /// Reserves room for password checks before anything else is done for
+    /// a request: when every thread is busy and the queue is full, the
+    /// request is refused at once, before it costs a database query.
+    pub fn reserve(&self) -> Result<HashSlot, HashError> {
+        let permit = Arc::clone(&self.inner.slots)
+            .try_acquire_owned()
+            .map_err(|_| HashError::Busy)?;
+        Ok(HashSlot {
+            hasher: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Hashes a new password with the configured cost (reserving a slot).
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
+        self.reserve()?.hash(password).await
+    }
+
+    /// Checks a password (reserving a slot); see [`HashSlot::verify`].
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<String>,
+    ) -> Result<Verification, HashError> {
+        self.reserve()?.verify(password, stored).await
+    }
+
+    async fn hash_in_slot(&self, password: Password) -> Result<String, HashError> {
         let inner = Arc::clone(&self.inner);
         self.run(move || {
             bcrypt::hash(
@@ -116,7 +148,7 @@ impl PasswordHasher {
 
     /// Checks a password against a stored hash, or against the dummy hash
     /// when there is none, so both cases take the same time.
-    pub async fn verify(
+    async fn verify_in_slot(
         &self,
         password: Password,
         stored: Option<String>,
@@ -173,6 +205,29 @@ impl PasswordHasher {
         let result = rx.await.map_err(|_| HashError::Stopped);
         drop(guard);
         result
+    }
+}
+
+/// Room reserved for the password checks of one request.
+pub struct HashSlot {
+    hasher: PasswordHasher,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl HashSlot {
+    /// Hashes a new password with the configured cost.
+    pub async fn hash(&self, password: Password) -> Result<String, HashError> {
+        self.hasher.hash_in_slot(password).await
+    }
+
+    /// Checks a password against a stored hash, or against the dummy hash
+    /// when there is none, so both cases take the same time.
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<String>,
+    ) -> Result<Verification, HashError> {
+        self.hasher.verify_in_slot(password, stored).await
     }
 }
 
@@ -315,6 +370,15 @@ mod tests {
             h.verify(pw("x"), Some("not a hash".into())).await.unwrap(),
             Verification::Mismatch
         );
+    }
+
+    #[test]
+    fn slots_run_out_at_threads_plus_queue_and_come_back_when_released() {
+        let h = hasher(4, None); // 1 thread, a queue of 8
+        let slots: Vec<_> = (0..9).map(|_| h.reserve().unwrap()).collect();
+        assert!(matches!(h.reserve(), Err(HashError::Busy)));
+        drop(slots);
+        assert!(h.reserve().is_ok());
     }
 
     #[test]
