@@ -239,7 +239,22 @@ impl Drop for WaitingGuard {
     }
 }
 
+/// Crossplatform priority 22 of 0–99 is nice 10 on Linux: under full CPU
+/// load the scheduler gives a nice-10 thread about a tenth of the time of a
+/// normal one, so a login flood cannot take the CPU from token checks, while
+/// logins still progress. Idle cores run bcrypt at full speed regardless.
+const BCRYPT_THREAD_PRIORITY: u8 = 22;
+
 fn work(receiver: &Mutex<Receiver<Job>>) {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
+    let lowered = ThreadPriorityValue::try_from(BCRYPT_THREAD_PRIORITY)
+        .map_err(|_| ())
+        .and_then(|value| {
+            set_current_thread_priority(ThreadPriority::Crossplatform(value)).map_err(|_| ())
+        });
+    if lowered.is_err() {
+        tracing::debug!("could not lower the bcrypt threads' priority");
+    }
     loop {
         // The lock is held only while taking a job, not while running it.
         let job = match receiver.lock() {
