@@ -150,7 +150,14 @@ impl ResponseError for ApiError {
                     ),
                 ));
             }
-            Self::Overloaded | Self::Unavailable(_) => {
+            Self::Overloaded => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+                // Shed the load: a client that ignores Retry-After has to
+                // reconnect before its next login, which slows a flood down
+                // far more than it slows latchkey.
+                response.force_close();
+            }
+            Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             Self::TooManyRequests { retry_after } => {
