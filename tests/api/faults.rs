@@ -165,12 +165,29 @@ async fn a_database_outage_answers_503_and_the_service_recovers_with_sessions_in
     .unwrap();
 
     // Assert: JSON 503s with Retry-After, never a 500 or a hang; the process lives.
-    for _ in 0..3 {
-        let response = app.status(&user.token).await;
-        assert_eq!(response.status(), 503);
-        assert_eq!(response.headers()["retry-after"], "1");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"], "service_unavailable");
+    // Under load: 24 token checks at once, then a second wave.
+    for _ in 0..2 {
+        let checks: Vec<_> = (0..24)
+            .map(|_| {
+                let request = app
+                    .client
+                    .get(app.url("/auth/status"))
+                    .bearer_auth(&user.token);
+                tokio::spawn(async move {
+                    let response = request.send().await.unwrap();
+                    let status = response.status().as_u16();
+                    let retry_after = response.headers().get("retry-after").cloned();
+                    let body: Value = response.json().await.unwrap();
+                    (status, retry_after, body)
+                })
+            })
+            .collect();
+        for check in checks {
+            let (status, retry_after, body) = check.await.unwrap();
+            assert_eq!(status, 503);
+            assert_eq!(retry_after.unwrap(), "1");
+            assert_eq!(body["error"], "service_unavailable");
+        }
     }
     let login = app.login(&user.email, PASSWORD).await;
     assert_eq!(login.status(), 503);
