@@ -12,6 +12,7 @@ mod cli_admin;
 mod errors;
 mod expiry;
 mod faults;
+mod headers;
 mod health;
 mod hostile;
 mod introspect;
