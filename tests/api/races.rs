@@ -5,7 +5,7 @@ use chrono::TimeDelta;
 use futures_util_free::join_all;
 use serde_json::json;
 
-use crate::helpers::{Backend, PASSWORD, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -15,6 +15,27 @@ on_both_backends!(
     no_session_opened_with_the_old_password_survives_a_password_change,
     concurrent_logins_of_many_users_never_deadlock,
 );
+
+/// A login of `email` with [`PASSWORD`], as a spawnable future of its status.
+fn login_status(
+    app: &TestApp,
+    email: &str,
+) -> impl std::future::Future<Output = u16> + Send + 'static {
+    let request = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&json!({ "email": email, "password": PASSWORD }));
+    async move { request.send().await.unwrap().status().as_u16() }
+}
+
+/// `GET /auth/status` with `token`, as a spawnable future of its status.
+fn status_code(
+    app: &TestApp,
+    token: &str,
+) -> impl std::future::Future<Output = u16> + Send + 'static {
+    let request = app.client.get(app.url("/auth/status")).bearer_auth(token);
+    async move { request.send().await.unwrap().status().as_u16() }
+}
 
 /// `join_all` without another dependency: spawns every future and awaits them in order.
 mod futures_util_free {
@@ -42,23 +63,7 @@ async fn fifty_concurrent_logins_with_a_cap_of_three_leave_exactly_three_session
     .await;
     let user = app.register_user().await;
 
-    let logins = (0..50)
-        .map(|_| {
-            let client = app.client.clone();
-            let url = app.url("/auth/login");
-            let body = json!({ "email": user.email, "password": PASSWORD });
-            async move {
-                client
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            }
-        })
-        .collect();
+    let logins = (0..50).map(|_| login_status(&app, &user.email)).collect();
     let statuses = join_all(logins).await;
 
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
@@ -70,23 +75,7 @@ async fn once_logout_has_answered_no_check_of_that_token_succeeds(backend: Backe
     let user = app.register_user().await;
 
     // Checks race with the logout...
-    let checks: Vec<_> = (0..40)
-        .map(|_| {
-            let client = app.client.clone();
-            let url = app.url("/auth/status");
-            let token = user.token.clone();
-            async move {
-                client
-                    .get(url)
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            }
-        })
-        .collect();
+    let checks: Vec<_> = (0..40).map(|_| status_code(&app, &user.token)).collect();
     let racing = tokio::spawn(join_all(checks));
     let logout = app.post_with_token("/auth/logout", &user.token).await;
     assert_eq!(logout.status(), 204);
@@ -110,23 +99,7 @@ async fn a_hundred_concurrent_checks_of_one_token_writing_every_time_all_succeed
     let user = app.register_user().await;
     let before = app.session_rows(&user.user_id).await[0].last_updated_at;
 
-    let checks = (0..100)
-        .map(|_| {
-            let client = app.client.clone();
-            let url = app.url("/auth/status");
-            let token = user.token.clone();
-            async move {
-                client
-                    .get(url)
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            }
-        })
-        .collect();
+    let checks = (0..100).map(|_| status_code(&app, &user.token)).collect();
     let statuses = join_all(checks).await;
 
     // No deadlock or lock-wait error turns into a 500 or 503.
@@ -219,21 +192,7 @@ async fn concurrent_logins_of_many_users_never_deadlock(backend: Backend) {
     for _ in 0..3 {
         let logins = emails
             .iter()
-            .map(|email| {
-                let client = app.client.clone();
-                let url = app.url("/auth/login");
-                let body = json!({ "email": email, "password": PASSWORD });
-                async move {
-                    client
-                        .post(url)
-                        .json(&body)
-                        .send()
-                        .await
-                        .unwrap()
-                        .status()
-                        .as_u16()
-                }
-            })
+            .map(|email| login_status(&app, email))
             .collect();
         statuses.extend(join_all(logins).await);
     }
