@@ -67,6 +67,12 @@ scripts/install-deps.sh >&2
 log "building release binaries (latchkey, examples baseline and bench-seed)"
 cargo build --release --locked --bin latchkey --example baseline --example bench-seed >&2
 LATCHKEY=$ROOT/target/release/latchkey
+# BENCH_LATCHKEY: another build of the service to measure (e.g. a copy of an
+# older commit's target/release/latchkey), for A/B comparisons.
+if [ -n "${BENCH_LATCHKEY:-}" ]; then
+    [ -x "$BENCH_LATCHKEY" ] || die "BENCH_LATCHKEY is not an executable: $BENCH_LATCHKEY"
+    LATCHKEY=$BENCH_LATCHKEY
+fi
 BASELINE=$ROOT/target/release/examples/baseline
 SEED=$ROOT/target/release/examples/bench-seed
 
@@ -191,7 +197,15 @@ start_process() {
     now=$(date +%s%N)
     READY_MS=$(((now - t0) / 1000000))
     DB_BEFORE=$(db_counters)
+    CPU_BEFORE="$(cpu_ms "$SERVER_PID") $(cpu_ms "$(mariadb_pid)")"
 }
+
+# cpu_ms PID: user + system CPU time the process has used, in ms ("" if gone).
+cpu_ms() {
+    [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 0
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print int(($12 + $13) * 1000 / hz) }' "/proc/$1/stat"
+}
+mariadb_pid() { pgrep -o -x 'mariadbd|mysqld' || true; }
 
 # MariaDB's statement counters (SELECT UPDATE INSERT DELETE PREPARE) and
 # InnoDB buffer-pool misses (page reads from disk / OS cache), to count what
@@ -218,10 +232,17 @@ db_counters() {
         awk '{ v[$1] = $2 } END { print v["Com_select"], v["Com_update"], v["Com_insert"], v["Com_delete"], v["Com_stmt_prepare"], v["Innodb_buffer_pool_reads"] }'
 }
 
+# BENCH_SERVICE_ENV: extra VAR=VALUE words for every latchkey start, to compare
+# settings (e.g. "LATCHKEY_DB_POOL_SIZE=4"); the table then says so.
+read -r -a SERVICE_ENV <<<"${BENCH_SERVICE_ENV:-}"
+for word in "${SERVICE_ENV[@]}"; do
+    [[ $word =~ ^(LATCHKEY_[A-Z_]+|RUST_LOG)=.*$ ]] || die "BENCH_SERVICE_ENV takes LATCHKEY_*=VALUE (or RUST_LOG=...) words, got '$word'"
+done
+
 start_latchkey() { # LABEL DATABASE_URL [VAR=VALUE...]
     local label=$1 url=$2
     shift 2
-    start_process "$label" DATABASE_URL="$url" LATCHKEY_BIND="127.0.0.1:$PORT" "$@" "$LATCHKEY" serve
+    start_process "$label" DATABASE_URL="$url" LATCHKEY_BIND="127.0.0.1:$PORT" "$@" "${SERVICE_ENV[@]}" "$LATCHKEY" serve
 }
 
 start_baseline() {
@@ -231,6 +252,8 @@ start_baseline() {
 # Reads the peak RSS (VmHWM) and stops the process; sets RSS_KB.
 stop_process() {
     RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
+    CPU_DELTA[$CURRENT_LABEL]=$(awk -v a="$CPU_BEFORE" -v b="$(cpu_ms "$SERVER_PID") $(cpu_ms "$(mariadb_pid)")" \
+        'BEGIN { split(a, x, " "); split(b, y, " "); printf "%d %d", y[1] - x[1], y[2] - x[2] }')
     local db_after
     db_after=$(db_counters)
     if [ -n "$db_after" ] && [ -n "${DB_BEFORE:-}" ]; then
@@ -290,7 +313,7 @@ field() {
 ms() { [ -n "${1:-}" ] && awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }' || echo "—"; }
 mib() { [ -n "${1:-}" ] && awk -v kb="$1" 'BEGIN { printf "%.1f MiB", kb / 1024 }' || echo "—"; }
 
-declare -A RPS P50 P99 NON2XX SOCKERR RSS READY OKRPS LOG_VOLUME LOG_ERRORS COMPILING DB_DELTA REQUESTS
+declare -A RPS P50 P99 NON2XX SOCKERR RSS READY OKRPS LOG_VOLUME LOG_ERRORS COMPILING DB_DELTA CPU_DELTA REQUESTS
 CURRENT_LABEL=""
 SCENARIO_T0=0
 record() { # NAME WRK_OUT
@@ -309,7 +332,9 @@ record() { # NAME WRK_OUT
         OKRPS[$name]=$(awk -v ok="$ok" -v s="$(field "$out" duration_s)" 'BEGIN { printf "%.2f", ok / s }')
     fi
     cp "$out" "$WORK/out/$name.wrk"
-    log "  $name: $(printf '%.0f' "${RPS[$name]}") req/s, p50 $(ms "${P50[$name]}"), p99 $(ms "${P99[$name]}"), non-2xx ${NON2XX[$name]}, socket errors ${SOCKERR[$name]}, peak RSS $(mib "$RSS_KB"), ready ${READY_MS} ms"
+    log "  $name: $(printf '%.0f' "${RPS[$name]}") req/s, p50 $(ms "${P50[$name]}"), p99 $(ms "${P99[$name]}"), non-2xx ${NON2XX[$name]}, socket errors ${SOCKERR[$name]}, peak RSS $(mib "$RSS_KB"), ready ${READY_MS} ms$(
+        [ "$name" = "$CURRENT_LABEL" ] && awk -v d="${CPU_DELTA[$name]:-}" -v r="${REQUESTS[$name]}" \
+            'BEGIN { split(d, x, " "); if (r > 0 && d != "") printf ", CPU/request %.0f µs service + %.0f µs MariaDB", x[1] * 1000 / r, x[2] * 1000 / r }')"
 }
 
 refresh() { "$SEED" refresh --url "$1" --tokens "$2"; }
@@ -580,6 +605,16 @@ notes() {
             split(d, x, " "); if (r == 0) exit
             printf "%s %.2f SELECT + %.2f UPDATE + %.2f INSERT + %.2f DELETE (%.2f PREPARE, %.2f buffer-pool misses); ", l, x[1] / r, x[2] / r, x[3] / r, x[4] / r, x[5] / r, x[6] / r }')"
     done
+    local cpu=""
+    for label in baseline-read baseline-write status status-touch0 status-sqlite login flood scale scale-baseline; do
+        [ -n "${CPU_DELTA[$label]:-}" ] || continue
+        local requests=${REQUESTS[$label]:-0}
+        [ "$label" = flood ] && requests=$((${REQUESTS[flood-check]:-0} + ${REQUESTS[flood-login]:-0}))
+        cpu="$cpu$(awk -v l="$label" -v d="${CPU_DELTA[$label]}" -v r="$requests" 'BEGIN {
+            split(d, x, " "); if (r == 0) exit
+            printf "%s %.0f + %.0f µs; ", l, x[1] * 1000 / r, x[2] * 1000 / r }')"
+    done
+    [ -n "$cpu" ] && echo "- CPU time per HTTP request, service + MariaDB (from /proc, ready → stop; steadier than requests/s on a shared machine): ${cpu%; }."
     [ -n "$per_request" ] && echo "- MariaDB statements per HTTP request (server counters, whole process lifetime, requests = wrk's count): ${per_request%; }."
     [ -n "${LOG_VOLUME[status]:-}" ] && echo "- log volume at the default RUST_LOG=info (one line per request): status wrote ${LOG_VOLUME[status]}${LOG_VOLUME[flood]:+, flood ${LOG_VOLUME[flood]}}."
     if [ -n "$busy" ]; then
@@ -612,7 +647,7 @@ if [ "$WRITE_RESULTS" = 1 ]; then
         echo "- machine: $(nproc) cores (\`nproc\`), $(lscpu | awk -F: '/^Model name/ { gsub(/^[ \t]+/, "", $2); print $2; exit }'), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)"
         echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); git commit $commit"
         echo "- MariaDB ${mariadb_version:-(version unknown)} on 127.0.0.1 (server defaults); $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2); load average before the run: $LOAD_BEFORE"
-        echo "- settings: BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNECTIONS BENCH_THREADS=$THREADS BENCH_LOGIN_CONNECTIONS=$LOGIN_CONNECTIONS BENCH_FLOOD_LOGIN_CONNECTIONS=$FLOOD_LOGIN_CONNECTIONS BENCH_FLOOD_CHECK_CONNECTIONS=$FLOOD_CHECK_CONNECTIONS BENCH_SCALE_SESSIONS=$SCALE_SESSIONS BENCH_SCALE_SAMPLE=$SCALE_SAMPLE"
+        echo "- settings: BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNECTIONS BENCH_THREADS=$THREADS BENCH_LOGIN_CONNECTIONS=$LOGIN_CONNECTIONS BENCH_FLOOD_LOGIN_CONNECTIONS=$FLOOD_LOGIN_CONNECTIONS BENCH_FLOOD_CHECK_CONNECTIONS=$FLOOD_CHECK_CONNECTIONS BENCH_SCALE_SESSIONS=$SCALE_SESSIONS BENCH_SCALE_SAMPLE=$SCALE_SAMPLE${BENCH_SERVICE_ENV:+ BENCH_SERVICE_ENV=\"$BENCH_SERVICE_ENV\"}"
         echo "- total run time (build, seeding, all scenarios): $((ELAPSED / 60)) min $((ELAPSED % 60)) s"
         echo
         echo "$TABLE"

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::reaper::Reaper;
 use crate::routes;
 use crate::settings::Settings;
-use crate::state::AppState;
+use crate::state::{AppState, DbSlots};
 use crate::telemetry::{self, RequestSpan};
 use crate::throttle::Throttle;
 
@@ -87,8 +87,10 @@ impl Application {
         let http_metrics = metrics.http_middleware();
         let throttle = Arc::new(Throttle::new(&settings.throttle));
         forget_idle_buckets(Arc::downgrade(&throttle));
+        let db_slots = DbSlots::new(settings.pool.max_size, settings.pool.acquire_timeout);
         let state = web::Data::new(AppState {
             pool,
+            db_slots,
             hasher,
             settings: Arc::new(settings),
             metrics,

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod admin;
+mod admission;
 mod atomicity;
 mod cap;
 mod cli;
