@@ -291,13 +291,14 @@ pub struct ServeArgs {
     )]
     pub bcrypt_queue: u32,
 
-    /// Database connections in the pool.
+    /// Database connections in the pool (at most this many queries at
+    /// once); 0 means four per HTTP worker.
     #[arg(
         long,
         env = "LATCHKEY_DB_POOL_SIZE",
         value_name = "LATCHKEY_DB_POOL_SIZE",
         default_value_t = settings::DEFAULT_DB_POOL_SIZE,
-        value_parser = clap::value_parser!(u32).range(1..=1_000)
+        value_parser = clap::value_parser!(u32).range(0..=1_000)
     )]
     pub db_pool_size: u32,
 

@@ -46,8 +46,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(cli.log_format);
-    match commands::run(cli) {
+    let log = telemetry::init(cli.log_format);
+    let outcome = commands::run(cli);
+    // Every queued log line is out before the last word.
+    drop(log);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -26,7 +26,10 @@ pub const DEFAULT_SESSIONS_PER_USER: u32 = 10;
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
 pub const DEFAULT_BCRYPT_QUEUE: usize = 64;
 pub const DEFAULT_PASSWORD_MIN_LENGTH: usize = 12;
-pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
+/// 0: four connections per HTTP worker (see [`Settings::pool_size`]).
+pub const DEFAULT_DB_POOL_SIZE: u32 = 0;
+/// Connections per HTTP worker when the pool size is left at 0.
+pub const DB_CONNECTIONS_PER_WORKER: u32 = 4;
 pub const DEFAULT_DB_ACQUIRE_TIMEOUT: &str = "2";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 pub const DEFAULT_CLIENT_TIMEOUT: &str = "5";
@@ -133,6 +136,28 @@ impl Settings {
         }
     }
 
+    /// HTTP workers: as configured, or one per core.
+    pub fn workers(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Pooled database connections: as configured, or four per HTTP worker.
+    /// Every query holds one for its round trip, so this is also how many
+    /// queries run at once. Beyond a few per core, a database on the same
+    /// machine only spends the extra in context switches (bench/RESULTS.md);
+    /// a distant one, whose round trips are long, may want more.
+    pub fn pool_size(&self) -> u32 {
+        match self.pool.max_size {
+            0 => u32::try_from(self.workers())
+                .unwrap_or(u32::MAX)
+                .saturating_mul(DB_CONNECTIONS_PER_WORKER),
+            n => n,
+        }
+    }
+
     /// Rules that involve more than one setting, and bounds that keep every
     /// expiry computation inside the calendar both databases can store.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -202,6 +227,19 @@ mod tests {
 
     fn defaults() -> Settings {
         Settings::with_defaults(DatabaseUrl::Sqlite("x.db".into()))
+    }
+
+    #[test]
+    fn the_pool_follows_the_workers_unless_sized() {
+        let mut settings = defaults();
+        settings.workers = 3;
+        assert_eq!(settings.pool_size(), 12);
+        settings.pool.max_size = 5;
+        assert_eq!(settings.pool_size(), 5);
+        settings.workers = 0;
+        settings.pool.max_size = 0;
+        assert!(settings.pool_size() >= DB_CONNECTIONS_PER_WORKER);
+        assert_eq!(settings.pool_size() % DB_CONNECTIONS_PER_WORKER, 0);
     }
 
     #[test]

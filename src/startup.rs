@@ -8,7 +8,6 @@ use actix_web::http::header;
 use actix_web::middleware::{self, DefaultHeaders, ErrorHandlers};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use tracing_actix_web::TracingLogger;
 
 use crate::db;
 use crate::error::{ApiError, json_for_framework_errors, json_payload_error};
@@ -18,7 +17,7 @@ use crate::reaper::Reaper;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, DbSlots};
-use crate::telemetry::{self, RequestSpan};
+use crate::telemetry;
 use crate::throttle::Throttle;
 
 pub struct Application {
@@ -33,7 +32,12 @@ impl Application {
     /// Migrates the database, starts the bcrypt pool and binds the listener.
     /// The server runs once [`Application::run_until_stopped`] is awaited.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = db::build_pool(&settings.database_url, &settings.pool);
+        let workers = settings.workers();
+        let pool_options = db::PoolOptions {
+            max_size: settings.pool_size(),
+            ..settings.pool.clone()
+        };
+        let pool = db::build_pool(&settings.database_url, &pool_options);
         let migrate_pool = pool.clone();
         let applied = web::block(move || -> anyhow::Result<Vec<String>> {
             let mut conn = migrate_pool
@@ -64,10 +68,6 @@ impl Application {
             "latchkey is listening"
         );
 
-        let workers = match settings.workers {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
         let reaper = (!settings.reap_interval.is_zero()).then(|| {
             Reaper::spawn(
                 pool.clone(),
@@ -87,7 +87,7 @@ impl Application {
         let http_metrics = metrics.http_middleware();
         let throttle = Arc::new(Throttle::new(&settings.throttle));
         forget_idle_buckets(Arc::downgrade(&throttle));
-        let db_slots = DbSlots::new(settings.pool.max_size, settings.pool.acquire_timeout);
+        let db_slots = DbSlots::new(pool_options.max_size, pool_options.acquire_timeout);
         let state = web::Data::new(AppState {
             pool,
             db_slots,
@@ -137,8 +137,7 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(json_for_framework_errors))
                 .wrap(security_headers())
                 .wrap(http_metrics.clone())
-                .wrap(TracingLogger::<RequestSpan>::new())
-                .wrap(middleware::from_fn(telemetry::request_id))
+                .wrap(middleware::from_fn(telemetry::access_log))
         })
         .workers(workers)
         .client_request_timeout(client_timeout)
