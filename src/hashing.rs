@@ -239,20 +239,15 @@ impl Drop for WaitingGuard {
     }
 }
 
-/// Crossplatform priority 22 of 0–99 is nice 10 on Linux: under full CPU
-/// load the scheduler gives a nice-10 thread about a tenth of the time of a
-/// normal one, so a login flood cannot take the CPU from token checks, while
-/// logins still progress. Idle cores run bcrypt at full speed regardless.
-const BCRYPT_THREAD_PRIORITY: u8 = 22;
-
+/// bcrypt threads run at the lowest priority (nice 19 on Linux): idle cores
+/// still run them at full speed, but under full CPU load the scheduler gives
+/// each about 1/70 of a normal thread's time, so a login flood cannot take
+/// the CPU from token checks. At nice 10 (a tenth), bench/run.sh's flood
+/// left the checks 0.26-0.32 of their status throughput, at nice 19
+/// 0.34-0.52, while queued logins still completed (0.25-0.5/s instead of 1/s).
 fn work(receiver: &Mutex<Receiver<Job>>) {
-    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
-    let lowered = ThreadPriorityValue::try_from(BCRYPT_THREAD_PRIORITY)
-        .map_err(|_| ())
-        .and_then(|value| {
-            set_current_thread_priority(ThreadPriority::Crossplatform(value)).map_err(|_| ())
-        });
-    if lowered.is_err() {
+    use thread_priority::{ThreadPriority, set_current_thread_priority};
+    if set_current_thread_priority(ThreadPriority::Min).is_err() {
         tracing::debug!("could not lower the bcrypt threads' priority");
     }
     loop {
