@@ -23,7 +23,8 @@ FLOOD_CHECK_CONNECTIONS=${BENCH_FLOOD_CHECK_CONNECTIONS:-32}
 USERS=${BENCH_USERS:-1000}
 LOGIN_USERS=${BENCH_LOGIN_USERS:-100}
 SCALE_SESSIONS=${BENCH_SCALE_SESSIONS:-1000000}
-SCALE_SAMPLE=${BENCH_SCALE_SAMPLE:-10000}
+SCALE_SAMPLE=${BENCH_SCALE_SAMPLE:-1000}
+SCALE_WIDE_SAMPLE=${BENCH_SCALE_WIDE_SAMPLE:-10000}
 BCRYPT_SAMPLES=${BENCH_BCRYPT_SAMPLES:-5}
 MYSQL_SERVER=${BENCH_MYSQL_URL:-mysql://root@127.0.0.1:3306}
 SCENARIOS=${BENCH_SCENARIOS:-baseline-read,baseline-write,status,status-touch0,status-sqlite,login,flood,scale}
@@ -40,7 +41,7 @@ log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 for n in DURATION CONNECTIONS THREADS LOGIN_CONNECTIONS FLOOD_LOGIN_CONNECTIONS \
-         FLOOD_CHECK_CONNECTIONS USERS LOGIN_USERS SCALE_SESSIONS SCALE_SAMPLE BCRYPT_SAMPLES; do
+         FLOOD_CHECK_CONNECTIONS USERS LOGIN_USERS SCALE_SESSIONS SCALE_SAMPLE SCALE_WIDE_SAMPLE BCRYPT_SAMPLES; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "BENCH_$n must be a positive integer, got '${!n}'"
 done
 # Only loopback: the benchmark must never reach another machine.
@@ -443,13 +444,24 @@ if wants flood; then
 fi
 
 if wants scale; then
+    # `scale` is `status` on a big table: the same number of tokens in use
+    # (BENCH_SCALE_SAMPLE, default = the 1,000 of status), spread evenly over
+    # the 1,000,000 rows. `scale-wide` (diagnostic) rotates over
+    # BENCH_SCALE_WIDE_SAMPLE tokens, whose pages may not fit MariaDB's
+    # buffer pool: it shows what a working set larger than the pool costs.
+    WIDE=$((SCALE_WIDE_SAMPLE > SCALE_SAMPLE ? SCALE_WIDE_SAMPLE : SCALE_SAMPLE))
     log "scale: topping the sessions table up to $SCALE_SESSIONS rows (bulk inserts)"
     t0=$(date +%s)
-    "$SEED" scale --url "$MYSQL_URL" --total "$SCALE_SESSIONS" --sample "$SCALE_SAMPLE" \
-        --sample-out "$WORK/mysql/scale_tokens.txt"
+    "$SEED" scale --url "$MYSQL_URL" --total "$SCALE_SESSIONS" --sample "$WIDE" \
+        --sample-out "$WORK/mysql/scale_wide_tokens.txt"
     SCALE_SEED_S=$(($(date +%s) - t0))
+    awk -v n="$(wc -l <"$WORK/mysql/scale_wide_tokens.txt")" -v k="$SCALE_SAMPLE" \
+        'BEGIN { step = int(n / k); if (step < 1) step = 1 } (NR - 1) % step == 0 && taken < k { print; taken++ }' \
+        "$WORK/mysql/scale_wide_tokens.txt" >"$WORK/mysql/scale_tokens.txt"
     mysql_query "ANALYZE TABLE \`$DB_NAME\`.authentication_tokens" >/dev/null
     SCALE_SIZES=$(mysql_query "SELECT CONCAT(ROUND((data_length + index_length) / 1048576), ' MiB (data + indexes) against an InnoDB buffer pool of ', ROUND(@@innodb_buffer_pool_size / 1048576), ' MiB') FROM information_schema.tables WHERE table_schema = '$DB_NAME' AND table_name = 'authentication_tokens'")
+    # Like status: the tokens in use were used just now (which also brings
+    # their pages into the buffer pool, as use would).
     refresh "$MYSQL_URL" "$WORK/mysql/scale_tokens.txt"
     start_latchkey scale "$MYSQL_URL"
     run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /auth/status BENCH_TOKENS_FILE="$WORK/mysql/scale_tokens.txt"
@@ -457,11 +469,19 @@ if wants scale; then
     record scale "$WORK/wrk.out"
     # Diagnostic: the bare handler on the same table and tokens, to tell the
     # database's share of any slowdown from latchkey's.
-    log "scale-baseline: baseline-read on the 1,000,000-row table and the same sample"
+    log "scale-baseline: baseline-read on the $SCALE_SESSIONS-row table and the same tokens"
     start_baseline scale-baseline
     run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /read BENCH_TOKENS_FILE="$WORK/mysql/scale_tokens.txt"
     stop_process
     record scale-baseline "$WORK/wrk.out"
+    if ((SCALE_WIDE_SAMPLE > SCALE_SAMPLE)); then
+        log "scale-wide: status on the big table, rotating over $WIDE tokens"
+        refresh "$MYSQL_URL" "$WORK/mysql/scale_wide_tokens.txt"
+        start_latchkey scale-wide "$MYSQL_URL"
+        run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /auth/status BENCH_TOKENS_FILE="$WORK/mysql/scale_wide_tokens.txt"
+        stop_process
+        record scale-wide "$WORK/wrk.out"
+    fi
 fi
 
 # --- the table ------------------------------------------------------------------
@@ -540,6 +560,10 @@ report() {
         r=$(ratio scale scale-baseline)
         row scale-baseline "diagnostic: scale/scale-baseline ${r:-—} (baseline-read on the scale table)" "—"
     fi
+    if has scale-wide; then
+        r=$(ratio scale-wide status)
+        row scale-wide "diagnostic: ${r:-—} scale-wide/status ($(wc -l <"$WORK/mysql/scale_wide_tokens.txt") tokens in use)" "—"
+    fi
 }
 
 touch0_ok() { # RATIO
@@ -569,11 +593,11 @@ flood_login_ok() { # REFUSED WITH_RETRY_AFTER (503 + 429)
 
 notes() {
     local service_rss_max ready_list ready_max
-    service_rss_max=$(for n in status status-touch0 status-sqlite login flood-check scale; do
+    service_rss_max=$(for n in status status-touch0 status-sqlite login flood-check scale scale-wide; do
         [ -n "${RSS[$n]:-}" ] && echo "${RSS[$n]}"; done | sort -n | tail -n 1)
-    ready_list=$(for n in status status-touch0 status-sqlite login flood-check scale; do
+    ready_list=$(for n in status status-touch0 status-sqlite login flood-check scale scale-wide; do
         [ -n "${READY[$n]:-}" ] && printf '%s %s ms, ' "$n" "${READY[$n]}"; done)
-    ready_max=$(for n in status status-touch0 status-sqlite login flood-check scale; do
+    ready_max=$(for n in status status-touch0 status-sqlite login flood-check scale scale-wide; do
         [ -n "${READY[$n]:-}" ] && echo "${READY[$n]}"; done | sort -n | tail -n 1)
     echo
     [ -n "${BCRYPT_CEILING:-}" ] && echo "- bcrypt ceiling: $CORES cores ÷ ${BCRYPT_MS} ms per verification at cost 12 (median of $BCRYPT_SAMPLES, latchkey's hasher, measured in this run) = $BCRYPT_CEILING logins/s."
@@ -589,7 +613,7 @@ notes() {
         echo "- single requests timed with curl during the flood: login → $(awk '$1 == "login" { printf "%s%s in %.0f ms", sep, $2, $3 * 1000; sep = ", " }' "$WORK/out/flood-probe.txt") (median refusal $(awk -v s="$(probe_median login '^(503|429)$')" 'BEGIN { if (s == "") print "—"; else printf "%.0f ms", s * 1000 }')); GET /healthz for reference: median $(awk -v s="$(probe_median healthz '^200$')" 'BEGIN { if (s == "") print "—"; else printf "%.0f ms", s * 1000 }')."
     fi
     if has scale; then
-        echo "- scale: $SCALE_SESSIONS sessions in the table (bulk-seeded in ${SCALE_SEED_S} s; the table is ${SCALE_SIZES:-of unknown size}), tokens rotated over $(wc -l <"$WORK/mysql/scale_tokens.txt") of them; status rotates over $USERS."
+        echo "- scale: $SCALE_SESSIONS sessions in the table (bulk-seeded in ${SCALE_SEED_S} s; the table is ${SCALE_SIZES:-of unknown size}), tokens rotated over $(wc -l <"$WORK/mysql/scale_tokens.txt") of them, spread evenly over the table (status rotates over $USERS); scale-wide over $(wc -l <"$WORK/mysql/scale_wide_tokens.txt")."
     fi
     local label busy=""
     for label in baseline-read baseline-write status status-touch0 status-sqlite login flood scale; do
@@ -597,7 +621,7 @@ notes() {
         [ "${COMPILING[$label]:-0}" -gt 0 ] && busy="$busy $label"
     done
     local per_request=""
-    for label in baseline-read baseline-write status status-touch0 login flood scale scale-baseline; do
+    for label in baseline-read baseline-write status status-touch0 login flood scale scale-baseline scale-wide; do
         [ -n "${DB_DELTA[$label]:-}" ] || continue
         local requests=${REQUESTS[$label]:-0}
         [ "$label" = flood ] && requests=$((${REQUESTS[flood-check]:-0} + ${REQUESTS[flood-login]:-0}))
@@ -606,7 +630,7 @@ notes() {
             printf "%s %.2f SELECT + %.2f UPDATE + %.2f INSERT + %.2f DELETE (%.2f PREPARE, %.2f buffer-pool misses); ", l, x[1] / r, x[2] / r, x[3] / r, x[4] / r, x[5] / r, x[6] / r }')"
     done
     local cpu=""
-    for label in baseline-read baseline-write status status-touch0 status-sqlite login flood scale scale-baseline; do
+    for label in baseline-read baseline-write status status-touch0 status-sqlite login flood scale scale-baseline scale-wide; do
         [ -n "${CPU_DELTA[$label]:-}" ] || continue
         local requests=${REQUESTS[$label]:-0}
         [ "$label" = flood ] && requests=$((${REQUESTS[flood-check]:-0} + ${REQUESTS[flood-login]:-0}))
@@ -647,7 +671,7 @@ if [ "$WRITE_RESULTS" = 1 ]; then
         echo "- machine: $(nproc) cores (\`nproc\`), $(lscpu | awk -F: '/^Model name/ { gsub(/^[ \t]+/, "", $2); print $2; exit }'), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)"
         echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); git commit $commit"
         echo "- MariaDB ${mariadb_version:-(version unknown)} on 127.0.0.1 (server defaults); $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2); load average before the run: $LOAD_BEFORE"
-        echo "- settings: BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNECTIONS BENCH_THREADS=$THREADS BENCH_LOGIN_CONNECTIONS=$LOGIN_CONNECTIONS BENCH_FLOOD_LOGIN_CONNECTIONS=$FLOOD_LOGIN_CONNECTIONS BENCH_FLOOD_CHECK_CONNECTIONS=$FLOOD_CHECK_CONNECTIONS BENCH_SCALE_SESSIONS=$SCALE_SESSIONS BENCH_SCALE_SAMPLE=$SCALE_SAMPLE${BENCH_SERVICE_ENV:+ BENCH_SERVICE_ENV=\"$BENCH_SERVICE_ENV\"}"
+        echo "- settings: BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNECTIONS BENCH_THREADS=$THREADS BENCH_LOGIN_CONNECTIONS=$LOGIN_CONNECTIONS BENCH_FLOOD_LOGIN_CONNECTIONS=$FLOOD_LOGIN_CONNECTIONS BENCH_FLOOD_CHECK_CONNECTIONS=$FLOOD_CHECK_CONNECTIONS BENCH_SCALE_SESSIONS=$SCALE_SESSIONS BENCH_SCALE_SAMPLE=$SCALE_SAMPLE BENCH_SCALE_WIDE_SAMPLE=$SCALE_WIDE_SAMPLE${BENCH_SERVICE_ENV:+ BENCH_SERVICE_ENV=\"$BENCH_SERVICE_ENV\"}"
         echo "- total run time (build, seeding, all scenarios): $((ELAPSED / 60)) min $((ELAPSED % 60)) s"
         echo
         echo "$TABLE"
