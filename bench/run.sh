@@ -208,6 +208,40 @@ cpu_ms() {
 }
 mariadb_pid() { pgrep -o -x 'mariadbd|mysqld' || true; }
 
+# cpu_snapshot SERVICE_PID: "label ms" lines — each wrk (by its path), the
+# service, its bcrypt threads, MariaDB, and every process on the machine.
+cpu_snapshot() {
+    local pid cmd
+    for pid in $(pgrep -x wrk); do
+        cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+        case $cmd in
+        *auth/login*) echo "wrk-flood $(cpu_ms "$pid")" ;;
+        *) echo "wrk-check $(cpu_ms "$pid")" ;;
+        esac
+    done
+    echo "latchkey $(cpu_ms "$1")"
+    echo "bcrypt-threads $(for task in /proc/"$1"/task/*; do
+        [ "$(cat "$task/comm" 2>/dev/null)" = latchkey-bcrypt ] && cpu_ms_of "$task/stat"
+    done | awk '{ s += $1 } END { print s + 0 }')"
+    echo "mariadbd $(cpu_ms "$(mariadb_pid)")"
+    awk -v hz="$(getconf CLK_TCK)" '/^cpu / { print "all", int(($2 + $3 + $4 + $7 + $8) * 1000 / hz) }' /proc/stat
+}
+cpu_ms_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print int(($12 + $13) * 1000 / hz) }' "$1"; }
+# flood_cpu_split SERVICE_PID SECONDS: cores used by each, over SECONDS
+# starting a second from now.
+flood_cpu_split() {
+    sleep 1
+    local before after t0 t1
+    before=$(cpu_snapshot "$1")
+    t0=$(date +%s%N)
+    sleep "$2"
+    after=$(cpu_snapshot "$1")
+    t1=$(date +%s%N)
+    awk -v wall_ms="$(((t1 - t0) / 1000000))" 'NR == FNR { a[$1] = $2; next }
+        ($1 in a) { printf "%s%s %.2f", sep, $1, ($2 - a[$1]) / wall_ms; sep = ", " } END { print "" }' \
+        <(echo "$before") <(echo "$after")
+}
+
 # MariaDB's statement counters (SELECT UPDATE INSERT DELETE PREPARE) and
 # InnoDB buffer-pool misses (page reads from disk / OS cache), to count what
 # each scenario's requests cost the database. Empty without the
@@ -435,6 +469,10 @@ if wants flood; then
         done
     ) >"$WORK/out/flood-probe.txt" &
     BG_PIDS+=($!)
+    # Where the CPU goes during the flood, per process (and the service's
+    # bcrypt threads), sampled inside the check run.
+    flood_cpu_split "$SERVER_PID" "$((DURATION > 4 ? DURATION - 3 : 1))" >"$WORK/out/flood-cpu.txt" &
+    BG_PIDS+=($!)
     run_wrk "$WORK/flood-check.out" "$FLOOD_CHECK_CONNECTIONS" status.lua /auth/status "${STATUS_ENV[@]}"
     for pid in "${BG_PIDS[@]}"; do wait "$pid" || die "a flood process failed"; done
     BG_PIDS=()
@@ -610,6 +648,7 @@ notes() {
     if has flood-login; then
         local out=$WORK/out/flood-login.wrk
         echo "- flood logins: $(field "$out" requests) answers in $(field "$out" duration_s) s: $(field "$out" ok) × 200, $(field "$out" refused) × 503 \"too many password checks\" (of which $(field "$out" refused_retry_after) with Retry-After), $(field "$out" throttled) × 429 (of which $(field "$out" throttled_retry_after) with Retry-After), $(field "$out" unavailable) × other 503, $(field "$out" unauthorized) × 401, $(field "$out" other) other (statuses: $(field "$out" other_codes)); $(field "$out" timeout) timeouts (> ${WRK_TIMEOUT} s)."
+        [ -s "$WORK/out/flood-cpu.txt" ] && echo "- cores used during the flood (of $(nproc); \"all\" = every process on the machine): $(cat "$WORK/out/flood-cpu.txt")."
         echo "- single requests timed with curl during the flood: login → $(awk '$1 == "login" { printf "%s%s in %.0f ms", sep, $2, $3 * 1000; sep = ", " }' "$WORK/out/flood-probe.txt") (median refusal $(awk -v s="$(probe_median login '^(503|429)$')" 'BEGIN { if (s == "") print "—"; else printf "%.0f ms", s * 1000 }')); GET /healthz for reference: median $(awk -v s="$(probe_median healthz '^200$')" 'BEGIN { if (s == "") print "—"; else printf "%.0f ms", s * 1000 }')."
     fi
     if has scale; then
