@@ -216,13 +216,28 @@ impl TestApp {
         body["token"].as_str().expect("token").to_owned()
     }
 
+    /// Sends `method path` with the bearer token and, if given, a JSON body.
+    pub async fn with_token(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        request.send().await.expect("request sent")
+    }
+
     pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
+        self.with_token(reqwest::Method::GET, path, token, None)
             .await
-            .expect("request sent")
     }
 
     pub async fn status(&self, token: &str) -> reqwest::Response {
@@ -230,21 +245,13 @@ impl TestApp {
     }
 
     pub async fn post_with_token(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .send()
+        self.with_token(reqwest::Method::POST, path, token, None)
             .await
-            .expect("request sent")
     }
 
     pub async fn delete_with_token(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client
-            .delete(self.url(path))
-            .bearer_auth(token)
-            .send()
+        self.with_token(reqwest::Method::DELETE, path, token, None)
             .await
-            .expect("request sent")
     }
 
     pub async fn put_json_with_token(
@@ -253,13 +260,8 @@ impl TestApp {
         token: &str,
         body: &Value,
     ) -> reqwest::Response {
-        self.client
-            .put(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
+        self.with_token(reqwest::Method::PUT, path, token, Some(body))
             .await
-            .expect("request sent")
     }
 
     pub async fn patch_json_with_token(
@@ -268,13 +270,8 @@ impl TestApp {
         token: &str,
         body: &Value,
     ) -> reqwest::Response {
-        self.client
-            .patch(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
+        self.with_token(reqwest::Method::PATCH, path, token, Some(body))
             .await
-            .expect("request sent")
     }
 
     /// Registers a fresh user and gives them the admin flag in the database.
