@@ -13,9 +13,9 @@
 //! difference to `/auth/status` is what latchkey itself costs.
 //!
 //! Configuration (environment): `DATABASE_URL` (mysql://…, required),
-//! `BASELINE_BIND` (default 127.0.0.1:18081), `BASELINE_POOL_SIZE` (default
-//! 16, latchkey's default) and `BASELINE_WORKERS` (default: one per core,
-//! latchkey's default).
+//! `BASELINE_BIND` (default 127.0.0.1:18081), `BASELINE_WORKERS` (default:
+//! one per core) and `BASELINE_POOL_SIZE` (default: four connections per
+//! worker) — latchkey's defaults for both.
 
 use std::time::Duration;
 
@@ -146,16 +146,17 @@ async fn main() -> anyhow::Result<()> {
         "the baseline runs on MySQL/MariaDB only; DATABASE_URL must start with mysql://"
     );
     let bind = env_or("BASELINE_BIND", "127.0.0.1:18081");
-    let pool_size = u32::try_from(env_number("BASELINE_POOL_SIZE", 16)?)?;
     let workers = match env_number("BASELINE_WORKERS", 0)? {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    // The same pool settings as latchkey: no ping on checkout, two idle
-    // connections kept, a two-second acquire timeout.
+    let per_worker = usize::try_from(latchkey::settings::DB_CONNECTIONS_PER_WORKER)?;
+    let pool_size = env_number("BASELINE_POOL_SIZE", workers.saturating_mul(per_worker))?;
+    let pool_size = u32::try_from(pool_size)?;
+    // The same pool settings as latchkey: no ping on checkout, a fixed size
+    // (every connection opened at start-up), a two-second acquire timeout.
     let pool = Pool::builder()
         .max_size(pool_size)
-        .min_idle(Some(2.min(pool_size)))
         .connection_timeout(Duration::from_secs(2))
         .test_on_check_out(false)
         .build(ConnectionManager::<MysqlConnection>::new(url))

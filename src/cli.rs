@@ -461,7 +461,7 @@ impl ServeArgs {
                 .to_settings(self.bcrypt_threads, self.bcrypt_queue as usize),
             pool: PoolOptions {
                 max_size: self.db_pool_size,
-                min_idle: self.db_pool_size.min(2),
+                min_idle: None,
                 acquire_timeout: self.db_acquire_timeout,
             },
             workers: self.workers,

@@ -117,7 +117,7 @@ impl Settings {
             },
             pool: PoolOptions {
                 max_size: DEFAULT_DB_POOL_SIZE,
-                min_idle: 2,
+                min_idle: None,
                 acquire_timeout: seconds(DEFAULT_DB_ACQUIRE_TIMEOUT),
             },
             workers: 0,
@@ -232,6 +232,7 @@ mod tests {
     #[test]
     fn the_pool_follows_the_workers_unless_sized() {
         let mut settings = defaults();
+        assert_eq!(settings.pool.min_idle, None, "a fixed-size pool");
         settings.workers = 3;
         assert_eq!(settings.pool_size(), 12);
         settings.pool.max_size = 5;

@@ -206,7 +206,13 @@ fn open(url: &DatabaseUrl) -> Result<Connection, r2d2::Error> {
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
     pub max_size: u32,
-    pub min_idle: u32,
+    /// Connections kept open while idle; `None` (the default) keeps all
+    /// `max_size` open from start-up on: a fixed-size pool. A pool that grows
+    /// on demand opens connections exactly when load arrives (and again
+    /// after each quiet spell, as r2d2 closes idle connections above the
+    /// minimum after ten minutes), so the first requests of a burst wait for
+    /// connection set-up on what may be a saturated machine.
+    pub min_idle: Option<u32>,
     pub acquire_timeout: Duration,
 }
 
@@ -215,7 +221,7 @@ pub struct PoolOptions {
 pub fn build_pool(url: &DatabaseUrl, options: &PoolOptions) -> Pool {
     r2d2::Pool::builder()
         .max_size(options.max_size)
-        .min_idle(Some(options.min_idle.min(options.max_size)))
+        .min_idle(options.min_idle.map(|n| n.min(options.max_size)))
         .connection_timeout(options.acquire_timeout)
         // A connection that fails its check is replaced, not handed out.
         .test_on_check_out(false)

@@ -1,6 +1,7 @@
 //! Requests are admitted to the database no faster than the pool has
 //! connections, and a request that cannot get one within the acquire timeout
-//! is answered 503 instead of waiting without bound.
+//! is answered 503 instead of waiting without bound. The pool is opened
+//! whole at start-up, so load never waits for connections to be made.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -8,11 +9,12 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
-use crate::helpers::{Backend, TestApp, assert_error, spawn_app_with};
+use crate::helpers::{Backend, TestApp, assert_error, metric, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
     a_request_that_waits_too_long_for_a_connection_gets_503_and_the_held_one_completes,
+    the_whole_pool_is_opened_at_start_up_and_kept_open,
 );
 
 /// Holds a write lock on the session row (MariaDB) or the database (SQLite)
@@ -68,7 +70,7 @@ async fn a_request_that_waits_too_long_for_a_connection_gets_503_and_the_held_on
     // check, so that a check stuck on a lock keeps the only connection.
     let app = spawn_app_with(backend, |s| {
         s.pool.max_size = 1;
-        s.pool.min_idle = 1;
+        s.pool.min_idle = Some(1);
         s.pool.acquire_timeout = Duration::from_millis(300);
         s.session.touch_interval = chrono::TimeDelta::zero();
     })
@@ -114,4 +116,41 @@ async fn a_request_that_waits_too_long_for_a_connection_gets_503_and_the_held_on
     let rows = app.session_rows(&user.user_id).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].id, user.session_id);
+}
+
+/// The pool's connections by state, from `/metrics`: (idle, in use).
+async fn pool_connections(app: &TestApp) -> (f64, f64) {
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let value = |state| {
+        metric(&text, "latchkey_db_pool_connections", &[("state", state)])
+            .unwrap_or_else(|| panic!("no pool gauge for {state} in:\n{text}"))
+    };
+    (value("idle"), value("in_use"))
+}
+
+async fn the_whole_pool_is_opened_at_start_up_and_kept_open(backend: Backend) {
+    // Arrange: the default (no minimum of idle connections: a fixed-size
+    // pool), with more connections than start-up itself needs.
+    let app = spawn_app_with(backend, |s| {
+        s.pool.max_size = 5;
+        s.pool.min_idle = None;
+    })
+    .await;
+
+    // Act: no request touches the database; the pool fills in the background.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut connections = pool_connections(&app).await;
+    while connections.0 + connections.1 < 5.0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        connections = pool_connections(&app).await;
+    }
+
+    // Assert: every connection is open and idle, and the service answers.
+    assert_eq!(connections, (5.0, 0.0));
+    let user = app.register_user().await;
+    assert_eq!(app.status(&user.token).await.status(), 200);
+    let (idle, in_use) = pool_connections(&app).await;
+    assert_eq!(idle + in_use, 5.0);
 }

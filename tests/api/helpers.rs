@@ -108,7 +108,7 @@ async fn spawn_app_in(database: TestDatabase, configure: impl FnOnce(&mut Settin
     settings.throttle = latchkey::throttle::ThrottleSettings::default();
     settings.pool = PoolOptions {
         max_size: 8,
-        min_idle: 1,
+        min_idle: Some(1),
         acquire_timeout: std::time::Duration::from_secs(5),
     };
     configure(&mut settings);
@@ -128,7 +128,7 @@ async fn spawn_app_in(database: TestDatabase, configure: impl FnOnce(&mut Settin
         &database.url,
         &PoolOptions {
             max_size: 2,
-            min_idle: 0,
+            min_idle: Some(0),
             acquire_timeout: std::time::Duration::from_secs(5),
         },
     );
