@@ -7,8 +7,11 @@
 //! themselves: span timing and close events cost more CPU than the query on
 //! the token-check path (bench/RESULTS.md).
 
-use std::io::IsTerminal as _;
-use std::time::Instant;
+use std::io::{BufWriter, IsTerminal as _, Write};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -16,30 +19,29 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::cli::LogFormat;
 
-/// Log lines wait here for the writer thread; beyond it, the threads that
-/// log wait too (an access log that drops lines under load is no log).
-const BUFFERED_LINES: usize = 16 * 1024;
+/// Log lines collect in a buffer this big before they are written out.
+const LOG_BUFFER_BYTES: usize = 64 * 1024;
+/// ...and are written out at least this often.
+const LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// Keeps the log writer thread running; dropping it flushes what is queued.
+/// Keeps the log flusher running; dropping it writes out what is buffered.
 /// Hold it until the process has nothing more to log.
-#[must_use = "dropping the guard stops the log writer"]
+#[must_use = "dropping the guard stops the log flusher"]
 pub struct LogGuard {
-    _writer: Option<tracing_appender::non_blocking::WorkerGuard>,
+    _flusher: Option<Flusher>,
 }
 
 /// Installs the subscriber. Lines are formatted where they are logged and
-/// written by one background thread through a buffer, so an HTTP worker never
-/// waits on stderr and a burst of lines costs one write, not one each.
+/// copied into one buffer ([`BatchedWriter`]), written to stderr when it fills
+/// and every [`LOG_FLUSH_EVERY`].
 pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(BUFFERED_LINES)
-        .thread_name("latchkey-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let writer = BatchedWriter::new(std::io::stderr(), LOG_BUFFER_BYTES);
+    let flusher = writer.flush_every(LOG_FLUSH_EVERY);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -51,7 +53,111 @@ pub fn init(format: LogFormat) -> LogGuard {
     };
     // A second initialisation (tests) keeps the first subscriber.
     LogGuard {
-        _writer: result.is_ok().then_some(guard),
+        _flusher: result.is_ok().then_some(flusher),
+    }
+}
+
+/// A log sink shared by every thread that logs: a line is copied into one
+/// buffer under a lock, and the buffer is written out when it fills or when
+/// the [`Flusher`] comes by. A line thus costs no `write(2)` and wakes no
+/// thread. (tracing-appender's non-blocking writer, used before, handed each
+/// line to its writer thread through a channel, waking it for nearly every
+/// line: at 10,000 requests/s that was about 10 µs of CPU per request, with
+/// lines formatting included, measured as RUST_LOG=info against warn in
+/// bench/run.sh's status scenario.) When the sink is slow the thread that
+/// fills the buffer waits for it: lines are never dropped.
+pub struct BatchedWriter<W: Write> {
+    buffer: Arc<Mutex<BufWriter<W>>>,
+}
+
+impl<W: Write> Clone for BatchedWriter<W> {
+    fn clone(&self) -> Self {
+        Self {
+            buffer: Arc::clone(&self.buffer),
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> BatchedWriter<W> {
+    pub fn new(sink: W, capacity: usize) -> Self {
+        Self {
+            buffer: Arc::new(Mutex::new(BufWriter::with_capacity(capacity, sink))),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BufWriter<W>> {
+        // A thread that panicked while logging leaves whole lines behind.
+        self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes out what is buffered.
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.lock().flush()
+    }
+
+    /// Starts a thread that writes the buffer out every `period`, and once
+    /// more when the returned [`Flusher`] is dropped.
+    pub fn flush_every(&self, period: Duration) -> Flusher {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let writer = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("latchkey-log".into())
+            .spawn(move || {
+                loop {
+                    let stopping = match stopped.recv_timeout(period) {
+                        Err(RecvTimeoutError::Timeout) => false,
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+                    };
+                    // Nowhere left to report a failing stderr.
+                    let _ = writer.flush();
+                    if stopping {
+                        return;
+                    }
+                }
+            })
+            .ok();
+        Flusher {
+            stop: Some(stop),
+            thread,
+        }
+    }
+}
+
+impl<'a, W: Write + 'a> MakeWriter<'a> for BatchedWriter<W> {
+    type Writer = BufferedLine<'a, W>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        BufferedLine(self.buffer.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// One log line's access to the shared buffer.
+pub struct BufferedLine<'a, W: Write>(MutexGuard<'a, BufWriter<W>>);
+
+impl<W: Write> Write for BufferedLine<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.write(bytes)
+    }
+
+    /// Left to the buffer filling up and to the [`Flusher`].
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The thread of [`BatchedWriter::flush_every`]; dropping it stops the
+/// thread after a last flush.
+pub struct Flusher {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -130,6 +236,43 @@ fn client_ip(request: &ServiceRequest) -> Option<std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn contents(writer: &BatchedWriter<Vec<u8>>) -> String {
+        String::from_utf8(writer.lock().get_ref().clone()).unwrap()
+    }
+
+    #[test]
+    fn lines_wait_in_the_buffer_until_it_fills_or_is_flushed() {
+        let writer = BatchedWriter::new(Vec::new(), 64);
+        writer.make_writer().write_all(b"one line\n").unwrap();
+        writer.make_writer().flush().unwrap();
+        assert_eq!(contents(&writer), "");
+        writer.flush().unwrap();
+        assert_eq!(contents(&writer), "one line\n");
+        // A buffer's worth goes out by itself, in order.
+        let long = "x".repeat(100) + "\n";
+        writer.make_writer().write_all(long.as_bytes()).unwrap();
+        assert_eq!(contents(&writer), format!("one line\n{long}"));
+    }
+
+    #[test]
+    fn the_flusher_writes_out_periodically_and_when_dropped() {
+        let writer = BatchedWriter::new(Vec::new(), 1024);
+        let flusher = writer.flush_every(Duration::from_millis(10));
+        writer.make_writer().write_all(b"periodic\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while contents(&writer).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(contents(&writer), "periodic\n");
+
+        let writer = BatchedWriter::new(Vec::new(), 1024);
+        let flusher_of_a_long_period = writer.flush_every(Duration::from_secs(3600));
+        writer.make_writer().write_all(b"last words\n").unwrap();
+        drop(flusher_of_a_long_period);
+        assert_eq!(contents(&writer), "last words\n");
+        drop(flusher);
+    }
 
     #[test]
     fn sane_request_ids_are_kept_and_others_replaced() {
