@@ -65,17 +65,9 @@ impl AppState {
         .await
         .map_err(|_| ApiError::Unavailable(anyhow!("timed out waiting for a database connection")))?
         .map_err(|closed| ApiError::internal("database admission closed", closed))?;
-        // The permit is shared with the blocking task and released by the
-        // last one to let go of it: normally this worker, after the result is
-        // in, so the next waiter is woken here rather than from the blocking
-        // thread (bench/run.sh's status scenario: about 8 µs less CPU per
-        // request); the blocking task when the request was dropped first, so
-        // a permit is never free while its connection is still in use.
-        let permit = Arc::new(permit);
-        let held_by_block = Arc::clone(&permit);
         let pool = self.pool.clone();
-        let result = web::block(move || {
-            let _permit = held_by_block;
+        web::block(move || {
+            let _permit = permit;
             let mut conn = pool.get()?;
             let result = work(&mut conn);
             // A connection whose server went away would fail again for the
@@ -85,8 +77,6 @@ impl AppState {
             }
             result
         })
-        .await;
-        drop(permit);
-        result?
+        .await?
     }
 }
