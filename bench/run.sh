@@ -110,10 +110,16 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # A free loopback port (nothing answers on it).
+# pick_port: a free port below the kernel's ephemeral range, which the
+# flood's hundreds of thousands of client connections sweep through: a port
+# taken from that range was once busy as some socket's local port by the
+# time the next scenario bound it ("Address already in use").
 pick_port() {
-    local port
+    local port low
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+    ((low > 11000)) || die "the ephemeral port range starts at $low; set BENCH_PORT"
     for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 30000))
+        port=$((10000 + RANDOM % (low - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return
