@@ -212,6 +212,7 @@ fn hasher() -> anyhow::Result<PasswordHasher> {
         pepper: None,
         threads: 1,
         queue: 8,
+        max_wait: std::time::Duration::MAX,
     };
     // No metrics: the seeder has no registry.
     PasswordHasher::start(&settings, None).context("failed to start the password hasher")

@@ -291,6 +291,18 @@ pub struct ServeArgs {
     )]
     pub bcrypt_queue: u32,
 
+    /// How long a password check may wait for a bcrypt thread; a login
+    /// that waited longer gets 503 with Retry-After instead of an answer
+    /// its client has likely stopped waiting for.
+    #[arg(
+        long,
+        env = "LATCHKEY_BCRYPT_MAX_WAIT",
+        value_name = "LATCHKEY_BCRYPT_MAX_WAIT",
+        default_value = settings::DEFAULT_BCRYPT_MAX_WAIT,
+        value_parser = parse_duration
+    )]
+    pub bcrypt_max_wait: Duration,
+
     /// Database connections in the pool (at most this many queries at
     /// once); 0 means four per HTTP worker.
     #[arg(
@@ -432,12 +444,13 @@ impl ServeArgs {
 }
 
 impl HashingArgs {
-    pub fn to_settings(&self, threads: usize, queue: usize) -> HashingSettings {
+    pub fn to_settings(&self, threads: usize, queue: usize, max_wait: Duration) -> HashingSettings {
         HashingSettings {
             bcrypt_cost: self.bcrypt_cost,
             pepper: self.pepper.clone().map(SecretString::from),
             threads,
             queue,
+            max_wait,
         }
     }
 }
@@ -456,9 +469,11 @@ impl ServeArgs {
             password: PasswordPolicy {
                 min_chars: usize::from(self.password_min_length),
             },
-            hashing: self
-                .hashing
-                .to_settings(self.bcrypt_threads, self.bcrypt_queue as usize),
+            hashing: self.hashing.to_settings(
+                self.bcrypt_threads,
+                self.bcrypt_queue as usize,
+                self.bcrypt_max_wait,
+            ),
             pool: PoolOptions {
                 max_size: self.db_pool_size,
                 min_idle: None,
@@ -522,6 +537,15 @@ mod tests {
             panic!("not serve")
         };
         assert_eq!(args.timeouts.idle_timeout, Duration::from_secs(45));
+    }
+
+    #[test]
+    fn the_bcrypt_wait_bound_is_a_duration_defaulting_to_ten_seconds() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.serve.bcrypt_max_wait, Duration::from_secs(10));
+        let cli = parse(&["--bcrypt-max-wait", "1500ms"]).unwrap();
+        assert_eq!(cli.serve.bcrypt_max_wait, Duration::from_millis(1500));
+        assert!(parse(&["--bcrypt-max-wait", "soon"]).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -63,6 +63,7 @@ struct Inner {
     wait_seconds: Option<prometheus::Histogram>,
     cost: u32,
     pepper: Option<SecretString>,
+    max_wait: Duration,
     /// Verified against when the email is unknown, so that "no such user"
     /// costs the same time as "wrong password".
     dummy_hash: String,
@@ -102,6 +103,7 @@ impl PasswordHasher {
                 wait_seconds,
                 cost: settings.bcrypt_cost,
                 pepper,
+                max_wait: settings.max_wait,
                 dummy_hash,
             }),
         })
@@ -191,11 +193,24 @@ impl PasswordHasher {
         let guard = WaitingGuard(Arc::clone(&inner));
         let queued_at = Instant::now();
         let wait_histogram = self.inner.wait_seconds.clone();
+        let max_wait = self.inner.max_wait;
         let boxed: Job = Box::new(move || {
+            let waited = queued_at.elapsed();
             if let Some(histogram) = wait_histogram {
-                histogram.observe(queued_at.elapsed().as_secs_f64());
+                histogram.observe(waited.as_secs_f64());
             }
-            let _ = tx.send(job());
+            // No bcrypt run for a request that is gone (its client hung up
+            // while it waited), nor for one that waited past the bound: in
+            // bench/run.sh's login flood queued logins otherwise waited up
+            // to 17 s, far longer than clients wait for an answer.
+            if tx.is_closed() {
+                return;
+            }
+            let _ = tx.send(if waited > max_wait {
+                Err(HashError::Busy)
+            } else {
+                Ok(job())
+            });
         });
         match self.inner.jobs.try_send(boxed) {
             Ok(()) => {}
@@ -204,7 +219,7 @@ impl PasswordHasher {
         }
         let result = rx.await.map_err(|_| HashError::Stopped);
         drop(guard);
-        result
+        result?
     }
 }
 
@@ -287,6 +302,7 @@ mod tests {
                 pepper: pepper.map(|p| SecretString::from(p.to_owned())),
                 threads: 1,
                 queue: 8,
+                max_wait: Duration::MAX,
             },
             None,
         )
@@ -380,6 +396,35 @@ mod tests {
             h.verify(pw("x"), Some("not a hash".into())).await.unwrap(),
             Verification::Mismatch
         );
+    }
+
+    #[tokio::test]
+    async fn a_check_that_waited_past_the_bound_is_refused_without_running() {
+        let settings = HashingSettings {
+            bcrypt_cost: 8,
+            pepper: None,
+            threads: 1,
+            queue: 8,
+            max_wait: Duration::from_millis(1),
+        };
+        let h = PasswordHasher::start(&settings, None).unwrap();
+        let stored = h.hash(pw("the right password")).await.unwrap();
+
+        // The first check holds the only thread for a whole bcrypt run (far
+        // more than 1 ms); the second waits behind it.
+        let (first, second) = tokio::join!(
+            h.verify(pw("the right password"), Some(stored.clone())),
+            h.verify(pw("the right password"), Some(stored)),
+        );
+
+        assert_eq!(
+            first.unwrap(),
+            Verification::Match {
+                upgraded_hash: None
+            }
+        );
+        assert!(matches!(second, Err(HashError::Busy)), "{second:?}");
+        assert_eq!(h.waiting(), 0);
     }
 
     #[test]

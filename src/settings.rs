@@ -25,6 +25,9 @@ pub const DEFAULT_TOUCH_INTERVAL: &str = "60";
 pub const DEFAULT_SESSIONS_PER_USER: u32 = 10;
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
 pub const DEFAULT_BCRYPT_QUEUE: usize = 64;
+/// Seconds a password check may wait for a bcrypt thread before its request
+/// is answered 503: a full queue drains in about 7 s at cost 12 on 2 cores.
+pub const DEFAULT_BCRYPT_MAX_WAIT: &str = "10";
 pub const DEFAULT_PASSWORD_MIN_LENGTH: usize = 12;
 /// 0: four connections per HTTP worker (see [`Settings::pool_size`]).
 pub const DEFAULT_DB_POOL_SIZE: u32 = 0;
@@ -83,6 +86,9 @@ pub struct HashingSettings {
     pub threads: usize,
     /// Requests allowed to wait for a bcrypt thread before new ones are refused.
     pub queue: usize,
+    /// How long a queued request may wait for a bcrypt thread; one that
+    /// waited longer is refused (503) instead of being checked.
+    pub max_wait: Duration,
 }
 
 /// A setting that is out of range, named by its environment variable.
@@ -114,6 +120,7 @@ impl Settings {
                 pepper: None,
                 threads: 0,
                 queue: DEFAULT_BCRYPT_QUEUE,
+                max_wait: seconds(DEFAULT_BCRYPT_MAX_WAIT),
             },
             pool: PoolOptions {
                 max_size: DEFAULT_DB_POOL_SIZE,

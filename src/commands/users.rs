@@ -1,6 +1,7 @@
 //! `latchkey user ...`
 
 use std::io::BufRead as _;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -32,7 +33,7 @@ pub fn create(conn: &mut Connection, args: UserCreateArgs) -> Result<(), Command
     .check(raw)
     .map_err(|e| CommandError::Usage(format!("password: {e}")))?;
 
-    let hasher = PasswordHasher::start(&args.hashing.to_settings(1, 1), None)
+    let hasher = PasswordHasher::start(&args.hashing.to_settings(1, 1, Duration::MAX), None)
         .context("failed to start bcrypt")?;
     let password_hash = actix_web::rt::System::new()
         .block_on(hasher.hash(password))
