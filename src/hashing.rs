@@ -4,7 +4,10 @@
 //! async workers would stall token checks, and running it on the shared
 //! blocking pool would let a login flood crowd out database work. So it gets
 //! one thread per core and a bounded queue: when the queue is full the
-//! request is refused at once (503 + Retry-After) instead of waiting.
+//! request is refused at once (503 + Retry-After) instead of waiting. The
+//! wait in the queue is bounded too (`LATCHKEY_BCRYPT_MAX_WAIT`): a check
+//! that waited longer is refused when a thread reaches it, and one whose
+//! request is gone is skipped.
 //!
 //! Before bcrypt, each password is HMAC-SHA256'd with the optional pepper and
 //! base64-encoded (44 bytes): bcrypt ignores everything past 72 bytes, and
