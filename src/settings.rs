@@ -201,6 +201,14 @@ impl Settings {
                 reason: "must be at least one second".into(),
             });
         }
+        // Shorter would refuse logins that wait behind a single bcrypt run
+        // (about 0.25 s at cost 12), and zero would refuse every queued one.
+        if self.hashing.max_wait < Duration::from_secs(1) {
+            return Err(ConfigError {
+                variable: "LATCHKEY_BCRYPT_MAX_WAIT",
+                reason: "must be at least one second".into(),
+            });
+        }
         // A session used more often than the touch interval would otherwise
         // never be bumped and would idle out while in use.
         if s.touch_interval >= s.idle_timeout {
@@ -248,6 +256,17 @@ mod tests {
         settings.pool.max_size = 0;
         assert!(settings.pool_size() >= DB_CONNECTIONS_PER_WORKER);
         assert_eq!(settings.pool_size() % DB_CONNECTIONS_PER_WORKER, 0);
+    }
+
+    #[test]
+    fn the_bcrypt_wait_bound_is_at_least_a_second() {
+        let mut settings = defaults();
+        assert!(settings.validate().is_ok());
+        settings.hashing.max_wait = Duration::from_millis(999);
+        let err = settings.validate().unwrap_err();
+        assert_eq!(err.variable, "LATCHKEY_BCRYPT_MAX_WAIT");
+        settings.hashing.max_wait = Duration::from_secs(1);
+        assert!(settings.validate().is_ok());
     }
 
     #[test]
