@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::reaper::Reaper;
 use crate::routes;
 use crate::settings::Settings;
-use crate::state::{AppState, DbSlots};
+use crate::state::AppState;
 use crate::telemetry;
 use crate::throttle::Throttle;
 
@@ -87,10 +87,12 @@ impl Application {
         let http_metrics = metrics.http_middleware();
         let throttle = Arc::new(Throttle::new(&settings.throttle));
         forget_idle_buckets(Arc::downgrade(&throttle));
-        let db_slots = DbSlots::new(pool_options.max_size, pool_options.acquire_timeout);
+        let db_threads =
+            db::DbThreads::start(&pool, pool_options.max_size, pool_options.acquire_timeout)
+                .context("failed to start the database threads")?;
         let state = web::Data::new(AppState {
             pool,
-            db_slots,
+            db_threads,
             hasher,
             settings: Arc::new(settings),
             metrics,

@@ -3,6 +3,7 @@
 
 mod connection;
 pub mod schema;
+mod threads;
 
 use std::fmt;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://latchkey.sqlite3";
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 
 pub use connection::DbConnection as Connection;
+pub use threads::DbThreads;
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
 
