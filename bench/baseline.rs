@@ -12,10 +12,17 @@
 //! No token-format check, no expiry rules, no middleware, no logging: the
 //! difference to `/auth/status` is what latchkey itself costs.
 //!
+//! Queries run the way latchkey runs them: on one thread per pooled
+//! connection, fed by one queue, so the ceiling is the database's and not
+//! that of a costlier way to reach it. `BASELINE_DISPATCH=block` runs them
+//! through `web::block` instead, as actix's own diesel example does (the
+//! `baseline-block` diagnostic row).
+//!
 //! Configuration (environment): `DATABASE_URL` (mysql://…, required),
 //! `BASELINE_BIND` (default 127.0.0.1:18081), `BASELINE_WORKERS` (default:
-//! one per core) and `BASELINE_POOL_SIZE` (default: four connections per
-//! worker) — latchkey's defaults for both.
+//! one per core), `BASELINE_POOL_SIZE` (default: four connections per
+//! worker) — latchkey's defaults for both — and `BASELINE_DISPATCH`
+//! (`threads`, the default, or `block`).
 
 use std::time::Duration;
 
@@ -32,6 +39,53 @@ use latchkey::store::users::User;
 use sha2::{Digest as _, Sha256};
 
 type MysqlPool = Pool<ConnectionManager<MysqlConnection>>;
+
+type Job = Box<dyn FnOnce(&MysqlPool) + Send>;
+
+/// Where the handlers' database work runs.
+#[derive(Clone)]
+enum Dispatch {
+    /// One thread per pooled connection, taking jobs from one queue.
+    Threads(crossbeam_channel::Sender<Job>),
+    /// tokio's blocking pool, through `web::block`.
+    Block(std::sync::Arc<MysqlPool>),
+}
+
+impl Dispatch {
+    fn threads(pool: &MysqlPool, threads: u32) -> anyhow::Result<Self> {
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        for _ in 0..threads.max(1) {
+            let (queue, pool) = (queue.clone(), pool.clone());
+            std::thread::Builder::new().spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    job(&pool);
+                }
+            })?;
+        }
+        Ok(Self::Threads(jobs))
+    }
+
+    /// Runs `work` with the pool off the async workers; `None` if it failed.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&MysqlPool) -> T + Send + 'static,
+    ) -> Option<T> {
+        match self {
+            Self::Threads(jobs) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let job: Job = Box::new(move |pool| {
+                    let _ = tx.send(work(pool));
+                });
+                jobs.send(job).ok()?;
+                rx.await.ok()
+            }
+            Self::Block(pool) => {
+                let pool = std::sync::Arc::clone(pool);
+                web::block(move || work(&pool)).await.ok()
+            }
+        }
+    }
+}
 
 #[derive(Clone, Copy)]
 enum Mode {
@@ -93,7 +147,7 @@ fn check(pool: &MysqlPool, digest: &[u8], mode: Mode) -> Outcome {
     }
 }
 
-async fn handle(pool: web::Data<MysqlPool>, req: HttpRequest, mode: Mode) -> HttpResponse {
+async fn handle(db: web::Data<Dispatch>, req: HttpRequest, mode: Mode) -> HttpResponse {
     let token = req
         .headers()
         .get(AUTHORIZATION)
@@ -103,37 +157,36 @@ async fn handle(pool: web::Data<MysqlPool>, req: HttpRequest, mode: Mode) -> Htt
         return HttpResponse::Unauthorized().finish();
     };
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let pool = pool.into_inner();
-    match web::block(move || check(&pool, &digest, mode)).await {
-        Ok(Outcome::Found {
+    match db.run(move |pool| check(pool, &digest, mode)).await {
+        Some(Outcome::Found {
             user_id,
             session_id,
         }) => HttpResponse::Ok().json(serde_json::json!({
             "user_id": user_id,
             "session_id": session_id,
         })),
-        Ok(Outcome::NotFound) => HttpResponse::Unauthorized().finish(),
-        Ok(Outcome::Failed) | Err(_) => HttpResponse::ServiceUnavailable().finish(),
+        Some(Outcome::NotFound) => HttpResponse::Unauthorized().finish(),
+        Some(Outcome::Failed) | None => HttpResponse::ServiceUnavailable().finish(),
     }
 }
 
-async fn read(pool: web::Data<MysqlPool>, req: HttpRequest) -> HttpResponse {
-    handle(pool, req, Mode::Read).await
+async fn read(db: web::Data<Dispatch>, req: HttpRequest) -> HttpResponse {
+    handle(db, req, Mode::Read).await
 }
 
-async fn write(pool: web::Data<MysqlPool>, req: HttpRequest) -> HttpResponse {
-    handle(pool, req, Mode::Write).await
+async fn write(db: web::Data<Dispatch>, req: HttpRequest) -> HttpResponse {
+    handle(db, req, Mode::Write).await
 }
 
-async fn readyz(pool: web::Data<MysqlPool>) -> HttpResponse {
-    let pool = pool.into_inner();
-    let pinged = web::block(move || {
-        let mut conn = pool.get().ok()?;
-        diesel::sql_query("SELECT 1").execute(&mut conn).ok()
-    })
-    .await;
+async fn readyz(db: web::Data<Dispatch>) -> HttpResponse {
+    let pinged = db
+        .run(|pool| {
+            let mut conn = pool.get().ok()?;
+            diesel::sql_query("SELECT 1").execute(&mut conn).ok()
+        })
+        .await;
     match pinged {
-        Ok(Some(_)) => HttpResponse::Ok().finish(),
+        Some(Some(_)) => HttpResponse::Ok().finish(),
         _ => HttpResponse::ServiceUnavailable().finish(),
     }
 }
@@ -161,11 +214,18 @@ async fn main() -> anyhow::Result<()> {
         .test_on_check_out(false)
         .build(ConnectionManager::<MysqlConnection>::new(url))
         .context("failed to connect to the database")?;
-    let pool = web::Data::new(pool);
-    eprintln!("baseline listening on http://{bind} ({workers} workers, pool {pool_size})");
+    let dispatch = env_or("BASELINE_DISPATCH", "threads");
+    let db = web::Data::new(match dispatch.as_str() {
+        "threads" => Dispatch::threads(&pool, pool_size)?,
+        "block" => Dispatch::Block(std::sync::Arc::new(pool)),
+        other => anyhow::bail!("BASELINE_DISPATCH must be threads or block, got {other:?}"),
+    });
+    eprintln!(
+        "baseline listening on http://{bind} ({workers} workers, pool {pool_size}, dispatch {dispatch})"
+    );
     HttpServer::new(move || {
         App::new()
-            .app_data(pool.clone())
+            .app_data(db.clone())
             .route("/read", web::get().to(read))
             .route("/write", web::get().to(write))
             .route("/readyz", web::get().to(readyz))

@@ -286,8 +286,10 @@ start_latchkey() { # LABEL DATABASE_URL [VAR=VALUE...]
     start_process "$label" DATABASE_URL="$url" LATCHKEY_BIND="127.0.0.1:$PORT" "$@" "${SERVICE_ENV[@]}" "$LATCHKEY" serve
 }
 
-start_baseline() {
-    start_process "$1" DATABASE_URL="$MYSQL_URL" BASELINE_BIND="127.0.0.1:$PORT" "$BASELINE"
+start_baseline() { # LABEL [VAR=VALUE...]
+    local label=$1
+    shift
+    start_process "$label" DATABASE_URL="$MYSQL_URL" BASELINE_BIND="127.0.0.1:$PORT" "$@" "$BASELINE"
 }
 
 # Reads the peak RSS (VmHWM) and stops the process; sets RSS_KB.
@@ -398,6 +400,13 @@ if wants baseline-read; then
     run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /read "${STATUS_ENV[@]}"
     stop_process
     record baseline-read "$WORK/wrk.out"
+    # Diagnostic: the same handler with its queries run through web::block,
+    # as actix's diesel example does, i.e. the usual way to write it.
+    log "baseline-block: baseline-read with its queries on tokio's blocking pool (web::block)"
+    start_baseline baseline-block BASELINE_DISPATCH=block
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /read "${STATUS_ENV[@]}"
+    stop_process
+    record baseline-block "$WORK/wrk.out"
 fi
 
 if wants baseline-write; then
@@ -561,6 +570,10 @@ report() {
     echo "|---|---:|---:|---:|---:|---:|---|---|---:|"
     local r
     has baseline-read && row baseline-read "— (ceiling for status)" "—"
+    if has baseline-block; then
+        r=$(ratio baseline-block baseline-read)
+        row baseline-block "diagnostic: ${r:-—} of baseline-read (queries through web::block)" "—"
+    fi
     has baseline-write && row baseline-write "— (ceiling for status-touch0)" "—"
     if has status; then
         r=$(ratio status baseline-read)
@@ -666,7 +679,7 @@ notes() {
         [ "${COMPILING[$label]:-0}" -gt 0 ] && busy="$busy $label"
     done
     local per_request=""
-    for label in baseline-read baseline-write status status-touch0 login flood scale scale-baseline scale-wide; do
+    for label in baseline-read baseline-block baseline-write status status-touch0 login flood scale scale-baseline scale-wide; do
         [ -n "${DB_DELTA[$label]:-}" ] || continue
         local requests=${REQUESTS[$label]:-0}
         [ "$label" = flood ] && requests=$((${REQUESTS[flood-check]:-0} + ${REQUESTS[flood-login]:-0}))
@@ -675,7 +688,7 @@ notes() {
             printf "%s %.2f SELECT + %.2f UPDATE + %.2f INSERT + %.2f DELETE (%.2f PREPARE, %.2f buffer-pool misses); ", l, x[1] / r, x[2] / r, x[3] / r, x[4] / r, x[5] / r, x[6] / r }')"
     done
     local cpu=""
-    for label in baseline-read baseline-write status status-touch0 status-sqlite login flood scale scale-baseline scale-wide; do
+    for label in baseline-read baseline-block baseline-write status status-touch0 status-sqlite login flood scale scale-baseline scale-wide; do
         [ -n "${CPU_DELTA[$label]:-}" ] || continue
         local requests=${REQUESTS[$label]:-0}
         [ "$label" = flood ] && requests=$((${REQUESTS[flood-check]:-0} + ${REQUESTS[flood-login]:-0}))
