@@ -10,8 +10,8 @@ use chrono::NaiveDateTime;
 use diesel::Connection as _;
 use diesel::prelude::*;
 
-use crate::db::Connection;
 use crate::db::schema::{authentication_tokens as tokens, users};
+use crate::db::{Connection, on_backend};
 use crate::domain::{SessionPolicy, TokenDigest};
 use crate::store::users::User;
 
@@ -82,12 +82,12 @@ pub fn authenticate(
     now: NaiveDateTime,
     touch: Touch,
 ) -> QueryResult<Option<(Session, User)>> {
-    let found = tokens::table
+    let found = on_backend!(conn, |c| tokens::table
         .inner_join(users::table)
         .filter(tokens::token_hash.eq(digest.as_bytes()))
         .select((Session::as_select(), User::as_select()))
-        .first::<(Session, User)>(conn)
-        .optional()?;
+        .first::<(Session, User)>(c)
+        .optional())?;
     let Some((mut session, user)) = found else {
         return Ok(None);
     };
@@ -96,13 +96,13 @@ pub fn authenticate(
         return Ok(None);
     }
     if touch == Touch::IfStale && policy.needs_touch(session.last_updated_at, now) {
-        diesel::update(
+        on_backend!(conn, |c| diesel::update(
             tokens::table
                 .find(&session.id)
                 .filter(tokens::last_updated_at.lt(now)),
         )
         .set(tokens::last_updated_at.eq(now))
-        .execute(conn)?;
+        .execute(c))?;
         session.last_updated_at = now;
     }
     Ok(Some((session, user)))
