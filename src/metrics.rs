@@ -1,8 +1,8 @@
 //! Prometheus metrics. Request counts and latencies come from the
 //! actix-web-prom middleware (labelled by route pattern, never by raw path,
 //! so ids in URLs cannot blow up the cardinality); the rest are counted
-//! where they happen. Gauges that describe a current state (pool, bcrypt
-//! queue) are read at scrape time.
+//! where they happen. Gauges that describe a current state (pool, database
+//! and bcrypt queues) are read at scrape time.
 
 use actix_web::HttpResponse;
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
@@ -11,7 +11,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::db::Pool;
+use crate::db::{DbThreads, Pool};
 use crate::hashing::PasswordHasher;
 
 const NAMESPACE: &str = "latchkey";
@@ -27,6 +27,7 @@ pub struct Metrics {
     /// Seconds a password check waited for a bcrypt thread.
     pub bcrypt_wait_seconds: Histogram,
     bcrypt_queue_depth: IntGauge,
+    db_queue_depth: IntGauge,
     db_connections: IntGaugeVec,
 }
 
@@ -69,6 +70,11 @@ impl Metrics {
                 .namespace(NAMESPACE),
         )
         .expect("valid metric");
+        let db_queue_depth = IntGauge::with_opts(
+            Opts::new("db_queue_depth", "Queries waiting for a database thread")
+                .namespace(NAMESPACE),
+        )
+        .expect("valid metric");
         let db_connections = IntGaugeVec::new(
             Opts::new("db_pool_connections", "Database pool connections by state")
                 .namespace(NAMESPACE),
@@ -82,6 +88,7 @@ impl Metrics {
             Box::new(sessions_reaped.clone()),
             Box::new(bcrypt_wait_seconds.clone()),
             Box::new(bcrypt_queue_depth.clone()),
+            Box::new(db_queue_depth.clone()),
             Box::new(db_connections.clone()),
         ] {
             registry
@@ -96,6 +103,7 @@ impl Metrics {
             sessions_reaped,
             bcrypt_wait_seconds,
             bcrypt_queue_depth,
+            db_queue_depth,
             db_connections,
         }
     }
@@ -110,7 +118,7 @@ impl Metrics {
     }
 
     /// The text exposition of every metric, with current gauges.
-    pub fn render(&self, pool: &Pool, hasher: &PasswordHasher) -> HttpResponse {
+    pub fn render(&self, pool: &Pool, db: &DbThreads, hasher: &PasswordHasher) -> HttpResponse {
         let state = pool.state();
         let idle = i64::from(state.idle_connections);
         self.db_connections.with_label_values(&["idle"]).set(idle);
@@ -118,6 +126,8 @@ impl Metrics {
             .with_label_values(&["in_use"])
             .set(i64::from(state.connections) - idle);
         self.bcrypt_queue_depth.set(hasher.waiting() as i64);
+        self.db_queue_depth
+            .set(i64::try_from(db.queued()).unwrap_or(i64::MAX));
         let mut body = Vec::new();
         match TextEncoder::new().encode(&self.registry.gather(), &mut body) {
             Ok(()) => HttpResponse::Ok()

@@ -59,6 +59,12 @@ impl DbThreads {
         Ok(Self { jobs, wait })
     }
 
+    /// Jobs waiting for a thread (a job that timed out counts until a thread
+    /// reaches it and drops it).
+    pub fn queued(&self) -> usize {
+        self.jobs.len()
+    }
+
     /// Runs `work` with a pooled connection on one of the threads: neither
     /// the pool checkout nor the query may stall an async worker.
     pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
@@ -178,6 +184,40 @@ mod tests {
         // The timed-out job is dropped when the thread reaches it, not run.
         assert_eq!(threads.run(|_| Ok(())).await.unwrap(), ());
         assert_eq!(ran.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn jobs_behind_a_busy_thread_are_counted_as_queued() {
+        let (_dir, pool) = sqlite_pool(1);
+        let threads = DbThreads::start(&pool, 1, Duration::from_secs(5)).unwrap();
+        assert_eq!(threads.queued(), 0);
+        let release = Arc::new(AtomicBool::new(false));
+        let hold = Arc::clone(&release);
+        let busy = tokio::spawn({
+            let threads = threads.clone();
+            async move {
+                threads
+                    .run(move |_| {
+                        while !hold.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        let waiting = tokio::spawn({
+            let threads = threads.clone();
+            async move { threads.run(|_| Ok(())).await }
+        });
+        while threads.queued() < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(threads.queued(), 1);
+        release.store(true, Ordering::SeqCst);
+        busy.await.unwrap().unwrap();
+        waiting.await.unwrap().unwrap();
+        assert_eq!(threads.queued(), 0);
     }
 
     #[tokio::test]

@@ -6,5 +6,7 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    state.metrics.render(&state.pool, &state.hasher)
+    state
+        .metrics
+        .render(&state.pool, &state.db_threads, &state.hasher)
 }

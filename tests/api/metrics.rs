@@ -75,6 +75,7 @@ async fn metrics_count_logins_sessions_and_requests_by_route_and_status(backend:
         "{text}"
     );
     assert_eq!(value("latchkey_bcrypt_queue_depth", &[]), 0.0);
+    assert_eq!(value("latchkey_db_queue_depth", &[]), 0.0);
     assert!(
         text.contains("# TYPE latchkey_logins_total counter"),
         "{text}"
