@@ -615,7 +615,9 @@ report() {
     fi
     if has scale-baseline; then
         r=$(ratio scale scale-baseline)
-        row scale-baseline "diagnostic: scale/scale-baseline ${r:-—} (baseline-read on the scale table)" "—"
+        local db_share
+        db_share=$(ratio scale-baseline baseline-read)
+        row scale-baseline "diagnostic: scale/scale-baseline ${r:-—} (baseline-read on the scale table; ${db_share:-—} of baseline-read)" "—"
     fi
     if has scale-wide; then
         r=$(ratio scale-wide status)
