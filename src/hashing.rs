@@ -13,13 +13,13 @@
 //! base64-encoded (44 bytes): bcrypt ignores everything past 72 bytes, and
 //! this way two long passwords that differ late are still different.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use hmac::{Hmac, Mac as _};
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::Sha256;
@@ -57,7 +57,7 @@ pub struct PasswordHasher {
 }
 
 struct Inner {
-    jobs: SyncSender<Job>,
+    jobs: Sender<Job>,
     /// One per password check allowed in flight: the threads' work plus the
     /// queue. Taken before any other work is done for a request.
     slots: Arc<Semaphore>,
@@ -84,10 +84,9 @@ impl PasswordHasher {
         };
         let queue = settings.queue.max(1);
         // The slots bound the checks in flight; the channel never holds more.
-        let (jobs, receiver) = sync_channel::<Job>(threads + queue);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let (jobs, receiver) = crossbeam_channel::bounded::<Job>(threads + queue);
         for i in 0..threads {
-            let receiver = Arc::clone(&receiver);
+            let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("latchkey-bcrypt-{i}"))
                 .spawn(move || work(&receiver))
@@ -263,21 +262,14 @@ impl Drop for WaitingGuard {
 /// the CPU from token checks. At nice 10 (a tenth), bench/run.sh's flood
 /// left the checks 0.26-0.32 of their status throughput, at nice 19
 /// 0.34-0.52, while queued logins still completed (0.25-0.5/s instead of 1/s).
-fn work(receiver: &Mutex<Receiver<Job>>) {
+fn work(receiver: &Receiver<Job>) {
     use thread_priority::{ThreadPriority, set_current_thread_priority};
     if set_current_thread_priority(ThreadPriority::Min).is_err() {
         tracing::debug!("could not lower the bcrypt threads' priority");
     }
-    loop {
-        // The lock is held only while taking a job, not while running it.
-        let job = match receiver.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
-        };
-        match job {
-            Ok(job) => job(),
-            Err(_) => return, // every sender is gone: the service is stopping
-        }
+    // Ends when every sender is gone: the service is stopping.
+    while let Ok(job) = receiver.recv() {
+        job();
     }
 }
 
