@@ -276,12 +276,6 @@ impl From<diesel::r2d2::PoolError> for ApiError {
     }
 }
 
-impl From<actix_web::error::BlockingError> for ApiError {
-    fn from(error: actix_web::error::BlockingError) -> Self {
-        Self::internal("blocking task failed", anyhow::anyhow!("{error}"))
-    }
-}
-
 impl From<HashError> for ApiError {
     fn from(error: HashError) -> Self {
         match error {

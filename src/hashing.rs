@@ -1,8 +1,8 @@
 //! Password hashing on a bounded pool of its own threads.
 //!
 //! bcrypt is deliberately slow (≈ 0.1–0.3 s at cost 12). Running it on the
-//! async workers would stall token checks, and running it on the shared
-//! blocking pool would let a login flood crowd out database work. So it gets
+//! async workers would stall token checks, and running it on the threads
+//! that run queries would let a login flood crowd out database work. So it gets
 //! one thread per core and a bounded queue: when the queue is full the
 //! request is refused at once (503 + Retry-After) instead of waiting. The
 //! wait in the queue is bounded too (`LATCHKEY_BCRYPT_MAX_WAIT`): a check
