@@ -6,7 +6,7 @@
 //!   SELECT by digest (the very statement latchkey runs: the session row
 //!   joined with its user) → 200, or 401 when no row matches.
 //! - `GET /write`: the same SELECT plus one UPDATE of `last_updated_at` (the
-//!   statement latchkey runs when a session is touched).
+//!   statement latchkey runs when a session is touched, kept prepared).
 //! - `GET /readyz`: `SELECT 1`.
 //!
 //! No token-format check, no expiry rules, no middleware, no logging: the
@@ -34,7 +34,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool};
 use latchkey::db::schema::{authentication_tokens as tokens, users};
 use latchkey::domain::now;
-use latchkey::store::sessions::Session;
+use latchkey::store::sessions::{self, Session};
 use latchkey::store::users::User;
 use sha2::{Digest as _, Sha256};
 
@@ -130,13 +130,7 @@ fn check(pool: &MysqlPool, digest: &[u8], mode: Mode) -> Outcome {
     };
     if let Mode::Write = mode {
         let at = now();
-        let updated = diesel::update(
-            tokens::table
-                .find(&session.id)
-                .filter(tokens::last_updated_at.lt(at)),
-        )
-        .set(tokens::last_updated_at.eq(at))
-        .execute(&mut conn);
+        let updated = sessions::slide(&session.id, at).execute(&mut conn);
         if updated.is_err() {
             return Outcome::Failed;
         }
