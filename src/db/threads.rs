@@ -191,14 +191,18 @@ mod tests {
         let (_dir, pool) = sqlite_pool(1);
         let threads = DbThreads::start(&pool, 1, Duration::from_secs(5)).unwrap();
         assert_eq!(threads.queued(), 0);
-        let release = Arc::new(AtomicBool::new(false));
-        let hold = Arc::clone(&release);
+        let (started, release) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
         let busy = tokio::spawn({
             let threads = threads.clone();
+            let (started, release) = (Arc::clone(&started), Arc::clone(&release));
             async move {
                 threads
                     .run(move |_| {
-                        while !hold.load(Ordering::SeqCst) {
+                        started.store(true, Ordering::SeqCst);
+                        while !release.load(Ordering::SeqCst) {
                             std::thread::sleep(Duration::from_millis(5));
                         }
                         Ok(())
@@ -206,6 +210,11 @@ mod tests {
                     .await
             }
         });
+        // The thread has taken the first job off the queue before the
+        // second is queued, so exactly one waits.
+        while !started.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let waiting = tokio::spawn({
             let threads = threads.clone();
             async move { threads.run(|_| Ok(())).await }
