@@ -186,11 +186,14 @@ mod tests {
         assert_eq!(ran.load(Ordering::SeqCst), 0);
     }
 
-    #[tokio::test]
-    async fn jobs_behind_a_busy_thread_are_counted_as_queued() {
-        let (_dir, pool) = sqlite_pool(1);
-        let threads = DbThreads::start(&pool, 1, Duration::from_secs(5)).unwrap();
-        assert_eq!(threads.queued(), 0);
+    /// Occupies the (single) thread with a job that runs until the returned
+    /// flag is set; returns once the thread has taken it off the queue.
+    async fn occupy_the_thread(
+        threads: &DbThreads,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), ApiError>>,
+        Arc<AtomicBool>,
+    ) {
         let (started, release) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
@@ -210,11 +213,20 @@ mod tests {
                     .await
             }
         });
-        // The thread has taken the first job off the queue before the
-        // second is queued, so exactly one waits.
         while !started.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        (busy, release)
+    }
+
+    #[tokio::test]
+    async fn jobs_behind_a_busy_thread_are_counted_as_queued() {
+        let (_dir, pool) = sqlite_pool(1);
+        let threads = DbThreads::start(&pool, 1, Duration::from_secs(5)).unwrap();
+        assert_eq!(threads.queued(), 0);
+        // The thread has taken the first job off the queue before the
+        // second is queued, so exactly one waits.
+        let (busy, release) = occupy_the_thread(&threads).await;
         let waiting = tokio::spawn({
             let threads = threads.clone();
             async move { threads.run(|_| Ok(())).await }
@@ -233,28 +245,7 @@ mod tests {
     async fn a_job_whose_request_is_gone_is_not_run() {
         let (_dir, pool) = sqlite_pool(1);
         let threads = DbThreads::start(&pool, 1, Duration::from_secs(5)).unwrap();
-        let (started, release) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let busy = {
-            let threads = threads.clone();
-            let (started, release) = (Arc::clone(&started), Arc::clone(&release));
-            tokio::spawn(async move {
-                threads
-                    .run(move |_| {
-                        started.store(true, Ordering::SeqCst);
-                        while !release.load(Ordering::SeqCst) {
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        while !started.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let (busy, release) = occupy_the_thread(&threads).await;
         // A request queued behind it, then abandoned (its client hung up).
         let ran = Arc::new(AtomicBool::new(false));
         let counter = Arc::clone(&ran);
