@@ -3,7 +3,7 @@
 # MariaDB database (latchkey_bench_<random>, dropped on exit) and a throwaway
 # SQLite file, drives the service with wrk and prints one markdown table.
 #
-#   bench/run.sh                      # full run: 15 s per scenario, writes bench/RESULTS.md
+#   bench/run.sh                      # full run: 3 rounds of 15 s per scenario, writes bench/RESULTS.md
 #   BENCH_DURATION=3 bench/run.sh     # quick pass
 #
 # Every knob is an environment variable; see bench/README.md.
@@ -33,6 +33,15 @@ if [ -z "${BENCH_WRITE_RESULTS:-}" ]; then
     if [ "$DURATION" = "$DEFAULT_DURATION" ]; then BENCH_WRITE_RESULTS=1; else BENCH_WRITE_RESULTS=0; fi
 fi
 WRITE_RESULTS=$BENCH_WRITE_RESULTS
+# Rounds: every scenario runs once per round, the rounds one after another.
+# The table gives each scenario's median and each ratio the median of the
+# rounds' ratios: on a shared machine one 15 s run per scenario swings by
+# ±10-20 %, which flipped verdicts from run to run. Full runs take 3 rounds,
+# quick passes 1.
+if [ -z "${BENCH_ROUNDS:-}" ]; then
+    if [ "$DURATION" = "$DEFAULT_DURATION" ]; then BENCH_ROUNDS=3; else BENCH_ROUNDS=1; fi
+fi
+ROUNDS=$BENCH_ROUNDS
 WRK_TIMEOUT=${BENCH_WRK_TIMEOUT:-30}
 
 RUN_STARTED=$(date +%s)
@@ -40,7 +49,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for n in DURATION CONNECTIONS THREADS LOGIN_CONNECTIONS FLOOD_LOGIN_CONNECTIONS \
+for n in DURATION ROUNDS CONNECTIONS THREADS LOGIN_CONNECTIONS FLOOD_LOGIN_CONNECTIONS \
          FLOOD_CHECK_CONNECTIONS USERS LOGIN_USERS SCALE_SESSIONS SCALE_SAMPLE SCALE_WIDE_SAMPLE BCRYPT_SAMPLES; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "BENCH_$n must be a positive integer, got '${!n}'"
 done
@@ -80,7 +89,10 @@ SEED=$ROOT/target/release/examples/bench-seed
 # --- scratch space, database, clean-up ----------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")
 DB_NAME="latchkey_bench_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-DB_CREATED=0
+# The big table of `scale` lives in a database of its own, so that the other
+# scenarios of later rounds still see the small one.
+SCALE_DB_NAME="${DB_NAME}scale"
+DBS_CREATED=()
 SERVER_PID=""
 MONITOR_PID=""
 BG_PIDS=()
@@ -91,13 +103,14 @@ cleanup() {
     for pid in "${BG_PIDS[@]}" $SERVER_PID $MONITOR_PID; do
         kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     done
-    if [ "$DB_CREATED" = 1 ]; then
-        if "$SEED" drop-db --server "$MYSQL_SERVER" --name "$DB_NAME"; then
-            log "dropped database $DB_NAME"
+    local db
+    for db in "${DBS_CREATED[@]}"; do
+        if "$SEED" drop-db --server "$MYSQL_SERVER" --name "$db"; then
+            log "dropped database $db"
         else
-            log "warning: could not drop database $DB_NAME"
+            log "warning: could not drop database $db"
         fi
-    fi
+    done
     if [ -n "${BENCH_KEEP_WORKDIR:-}" ]; then
         log "kept $WORK"
     else
@@ -131,12 +144,13 @@ PORT=${BENCH_PORT:-$(pick_port)}
 BASE_URL="http://127.0.0.1:$PORT"
 
 MYSQL_URL="$MYSQL_SERVER/$DB_NAME"
+SCALE_URL="$MYSQL_SERVER/$SCALE_DB_NAME"
 SQLITE_FILE="$WORK/sqlite/latchkey.sqlite3"
 SQLITE_URL="sqlite://$SQLITE_FILE"
 mkdir -p "$WORK/mysql" "$WORK/sqlite" "$WORK/out"
 
 "$SEED" create-db --server "$MYSQL_SERVER" --name "$DB_NAME"
-DB_CREATED=1
+DBS_CREATED+=("$DB_NAME")
 log "created database $DB_NAME; scratch directory $WORK"
 
 log "seeding MariaDB: $USERS users with a session, $LOGIN_USERS login users (one bcrypt hash, shared); timing bcrypt"
@@ -295,13 +309,12 @@ start_baseline() { # LABEL [VAR=VALUE...]
 # Reads the peak RSS (VmHWM) and stops the process; sets RSS_KB.
 stop_process() {
     RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
-    CPU_DELTA[$CURRENT_LABEL]=$(awk -v a="$CPU_BEFORE" -v b="$(cpu_ms "$SERVER_PID") $(cpu_ms "$(mariadb_pid)")" \
-        'BEGIN { split(a, x, " "); split(b, y, " "); printf "%d %d", y[1] - x[1], y[2] - x[2] }')
+    ROUND_CPU=$(delta "$CPU_BEFORE" "$(cpu_ms "$SERVER_PID") $(cpu_ms "$(mariadb_pid)")")
+    CPU_DELTA[$CURRENT_LABEL]=$(add "${CPU_DELTA[$CURRENT_LABEL]:-}" "$ROUND_CPU")
     local db_after
     db_after=$(db_counters)
     if [ -n "$db_after" ] && [ -n "${DB_BEFORE:-}" ]; then
-        DB_DELTA[$CURRENT_LABEL]=$(awk -v a="$DB_BEFORE" -v b="$db_after" \
-            'BEGIN { n = split(a, x, " "); split(b, y, " "); for (i = 1; i <= n; i++) printf "%s%d", (i > 1 ? " " : ""), y[i] - x[i] }')
+        DB_DELTA[$CURRENT_LABEL]=$(add "${DB_DELTA[$CURRENT_LABEL]:-}" "$(delta "$DB_BEFORE" "$db_after")")
     fi
     kill -TERM "$SERVER_PID"
     local waited=0
@@ -314,9 +327,20 @@ stop_process() {
     SERVER_PID=""
     local logfile="$WORK/out/$CURRENT_LABEL.log"
     LOG_VOLUME[$CURRENT_LABEL]=$(wc -lc <"$logfile" | awk '{ printf "%d lines, %.1f MiB", $1, $2 / 1048576 }')
-    LOG_ERRORS[$CURRENT_LABEL]=$(log_errors "$logfile")
-    COMPILING[$CURRENT_LABEL]=$(awk -v t0="$SCENARIO_T0" -v t1="$(date +%s)" \
+    local errors
+    errors=$(log_errors "$logfile")
+    [ -n "$errors" ] && LOG_ERRORS[$CURRENT_LABEL]="${LOG_ERRORS[$CURRENT_LABEL]:+${LOG_ERRORS[$CURRENT_LABEL]}; }round $ROUND: $errors"
+    COMPILING[$CURRENT_LABEL]=$(awk -v t0="$SCENARIO_T0" -v t1="$(date +%s)" -v m="${COMPILING[$CURRENT_LABEL]:-0}" \
         '$1 >= t0 && $1 <= t1 && $2 > m { m = $2 } END { print m + 0 }' "$WORK/monitor.txt")
+}
+
+# delta BEFORE AFTER / add A B: element-wise on space-separated counters
+# (an empty A counts as zeros).
+delta() {
+    awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); split(b, y, " "); for (i = 1; i <= n; i++) printf "%s%d", (i > 1 ? " " : ""), y[i] - x[i] }'
+}
+add() {
+    awk -v a="$1" -v b="$2" 'BEGIN { n = split(b, y, " "); split(a, x, " "); for (i = 1; i <= n; i++) printf "%s%d", (i > 1 ? " " : ""), x[i] + y[i] }'
 }
 
 # The failures a service log reports: internal errors (500) by cause, and
@@ -356,28 +380,66 @@ field() {
 ms() { [ -n "${1:-}" ] && awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }' || echo "—"; }
 mib() { [ -n "${1:-}" ] && awk -v kb="$1" 'BEGIN { printf "%.1f MiB", kb / 1024 }' || echo "—"; }
 
+# Per scenario, over all rounds: RPS, P50, P99 and OKRPS are medians (set by
+# summarise_rounds), NON2XX, SOCKERR, REQUESTS, CPU_DELTA and DB_DELTA sums,
+# RSS and READY maxima. ROUND_RPS and ROUND_P99 hold each round's figure,
+# keyed "NAME#ROUND", for the ratios.
 declare -A RPS P50 P99 NON2XX SOCKERR RSS READY OKRPS LOG_VOLUME LOG_ERRORS COMPILING DB_DELTA CPU_DELTA REQUESTS
+declare -A ROUND_RPS ROUND_P50 ROUND_P99 ROUND_OKRPS
 CURRENT_LABEL=""
 SCENARIO_T0=0
+ROUND_CPU=""
 record() { # NAME WRK_OUT
-    local name=$1 out=$2
-    RPS[$name]=$(field "$out" rps)
-    REQUESTS[$name]=$(field "$out" requests)
-    P50[$name]=$(field "$out" p50_us)
-    P99[$name]=$(field "$out" p99_us)
-    NON2XX[$name]=$(field "$out" non2xx)
-    SOCKERR[$name]=$(($(field "$out" connect) + $(field "$out" read) + $(field "$out" write) + $(field "$out" timeout)))
-    RSS[$name]=$RSS_KB
-    READY[$name]=$READY_MS
+    local name=$1 out=$2 key="$1#$ROUND" requests sockerr
+    requests=$(field "$out" requests)
+    sockerr=$(($(field "$out" connect) + $(field "$out" read) + $(field "$out" write) + $(field "$out" timeout)))
+    ROUND_RPS[$key]=$(field "$out" rps)
+    ROUND_P50[$key]=$(field "$out" p50_us)
+    ROUND_P99[$key]=$(field "$out" p99_us)
+    RPS[$name]=${ROUND_RPS[$key]}
+    REQUESTS[$name]=$((${REQUESTS[$name]:-0} + requests))
+    NON2XX[$name]=$((${NON2XX[$name]:-0} + $(field "$out" non2xx)))
+    SOCKERR[$name]=$((${SOCKERR[$name]:-0} + sockerr))
+    ((RSS_KB > ${RSS[$name]:-0})) && RSS[$name]=$RSS_KB
+    ((READY_MS > ${READY[$name]:-0})) && READY[$name]=$READY_MS
     local ok
     ok=$(field "$out" ok)
     if [ -n "$ok" ]; then
-        OKRPS[$name]=$(awk -v ok="$ok" -v s="$(field "$out" duration_s)" 'BEGIN { printf "%.2f", ok / s }')
+        ROUND_OKRPS[$key]=$(awk -v ok="$ok" -v s="$(field "$out" duration_s)" 'BEGIN { printf "%.2f", ok / s }')
     fi
     cp "$out" "$WORK/out/$name.wrk"
-    log "  $name: $(printf '%.0f' "${RPS[$name]}") req/s, p50 $(ms "${P50[$name]}"), p99 $(ms "${P99[$name]}"), non-2xx ${NON2XX[$name]}, socket errors ${SOCKERR[$name]}, peak RSS $(mib "$RSS_KB"), ready ${READY_MS} ms$(
-        [ "$name" = "$CURRENT_LABEL" ] && awk -v d="${CPU_DELTA[$name]:-}" -v r="${REQUESTS[$name]}" \
+    log "  $name: $(printf '%.0f' "${ROUND_RPS[$key]}") req/s, p50 $(ms "${ROUND_P50[$key]}"), p99 $(ms "${ROUND_P99[$key]}"), non-2xx $(field "$out" non2xx), socket errors $sockerr, peak RSS $(mib "$RSS_KB"), ready ${READY_MS} ms$(
+        [ "$name" = "$CURRENT_LABEL" ] && awk -v d="$ROUND_CPU" -v r="$requests" \
             'BEGIN { split(d, x, " "); if (r > 0 && d != "") printf ", CPU/request %.0f µs service + %.0f µs MariaDB", x[1] * 1000 / r, x[2] * 1000 / r }')"
+}
+
+# median NUMBER...: the middle value (mean of the two middle ones), empty
+# for no numbers.
+median() {
+    [ $# -gt 0 ] || return 0
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# rounds_of ARRAY NAME: NAME's figures of every round in which it ran.
+rounds_of() {
+    local -n values=$1
+    local r
+    for ((r = 1; r <= ROUNDS; r++)); do
+        [ -n "${values[$2#$r]:-}" ] && echo "${values[$2#$r]}"
+    done
+}
+
+# Sets the table's figures to the medians of the rounds.
+summarise_rounds() {
+    local name
+    for name in "${!RPS[@]}"; do
+        RPS[$name]=$(median $(rounds_of ROUND_RPS "$name"))
+        P50[$name]=$(median $(rounds_of ROUND_P50 "$name"))
+        P99[$name]=$(median $(rounds_of ROUND_P99 "$name"))
+        [ -n "$(rounds_of ROUND_OKRPS "$name")" ] &&
+            OKRPS[$name]=$(median $(rounds_of ROUND_OKRPS "$name") | awk '{ printf "%.2f", $1 }')
+    done
+    return 0
 }
 
 refresh() { "$SEED" refresh --url "$1" --tokens "$2"; }
@@ -394,6 +456,9 @@ LOGIN_SERVICE_ENV=(LATCHKEY_LOGIN_LIMIT_PER_ACCOUNT=0 LATCHKEY_LOGIN_LIMIT_PER_I
 LOGIN_ENV=(BENCH_EMAILS_FILE="$WORK/mysql/login_emails.txt" BENCH_PASSWORD_FILE="$WORK/mysql/password.txt")
 
 # --- scenarios ----------------------------------------------------------------
+# One round: every wanted scenario once. (Seeding the big table and timing
+# bcrypt happen in the first round only.)
+run_round() {
 if wants baseline-read; then
     log "baseline-read: bare handler, one indexed SELECT by digest, $CONNECTIONS connections, ${DURATION} s"
     start_baseline baseline-read
@@ -443,7 +508,7 @@ if wants status-sqlite; then
     record status-sqlite "$WORK/wrk.out"
 fi
 
-if wants login || wants flood; then
+if ((ROUND == 1)) && { wants login || wants flood; }; then
     log "timing $BCRYPT_SAMPLES bcrypt verifications at cost 12 (latchkey's hasher, one at a time)"
     wait_for_quiet
     "$SEED" time-bcrypt --samples "$BCRYPT_SAMPLES" --out "$WORK/bcrypt.txt"
@@ -503,39 +568,52 @@ if wants scale; then
     # BENCH_SCALE_WIDE_SAMPLE tokens, whose pages may not fit MariaDB's
     # buffer pool: it shows what a working set larger than the pool costs.
     WIDE=$((SCALE_WIDE_SAMPLE > SCALE_SAMPLE ? SCALE_WIDE_SAMPLE : SCALE_SAMPLE))
-    log "scale: topping the sessions table up to $SCALE_SESSIONS rows (bulk inserts)"
-    t0=$(date +%s)
-    "$SEED" scale --url "$MYSQL_URL" --total "$SCALE_SESSIONS" --sample "$WIDE" \
-        --sample-out "$WORK/mysql/scale_wide_tokens.txt"
-    SCALE_SEED_S=$(($(date +%s) - t0))
-    awk -v n="$(wc -l <"$WORK/mysql/scale_wide_tokens.txt")" -v k="$SCALE_SAMPLE" \
-        'BEGIN { step = int(n / k); if (step < 1) step = 1 } (NR - 1) % step == 0 && taken < k { print; taken++ }' \
-        "$WORK/mysql/scale_wide_tokens.txt" >"$WORK/mysql/scale_tokens.txt"
-    mysql_query "ANALYZE TABLE \`$DB_NAME\`.authentication_tokens" >/dev/null
-    SCALE_SIZES=$(mysql_query "SELECT CONCAT(ROUND((data_length + index_length) / 1048576), ' MiB (data + indexes) against an InnoDB buffer pool of ', ROUND(@@innodb_buffer_pool_size / 1048576), ' MiB') FROM information_schema.tables WHERE table_schema = '$DB_NAME' AND table_name = 'authentication_tokens'")
+    if ((ROUND == 1)); then
+        log "scale: seeding database $SCALE_DB_NAME like the first, then up to $SCALE_SESSIONS sessions (bulk inserts)"
+        "$SEED" create-db --server "$MYSQL_SERVER" --name "$SCALE_DB_NAME"
+        DBS_CREATED+=("$SCALE_DB_NAME")
+        mkdir -p "$WORK/scale"
+        "$SEED" seed --url "$SCALE_URL" --out "$WORK/scale" --users "$USERS" --login-users "$LOGIN_USERS"
+        t0=$(date +%s)
+        "$SEED" scale --url "$SCALE_URL" --total "$SCALE_SESSIONS" --sample "$WIDE" \
+            --sample-out "$WORK/mysql/scale_wide_tokens.txt"
+        SCALE_SEED_S=$(($(date +%s) - t0))
+        awk -v n="$(wc -l <"$WORK/mysql/scale_wide_tokens.txt")" -v k="$SCALE_SAMPLE" \
+            'BEGIN { step = int(n / k); if (step < 1) step = 1 } (NR - 1) % step == 0 && taken < k { print; taken++ }' \
+            "$WORK/mysql/scale_wide_tokens.txt" >"$WORK/mysql/scale_tokens.txt"
+        mysql_query "ANALYZE TABLE \`$SCALE_DB_NAME\`.authentication_tokens" >/dev/null
+        SCALE_SIZES=$(mysql_query "SELECT CONCAT(ROUND((data_length + index_length) / 1048576), ' MiB (data + indexes) against an InnoDB buffer pool of ', ROUND(@@innodb_buffer_pool_size / 1048576), ' MiB') FROM information_schema.tables WHERE table_schema = '$SCALE_DB_NAME' AND table_name = 'authentication_tokens'")
+    fi
     # Like status: the tokens in use were used just now (which also brings
     # their pages into the buffer pool, as use would).
-    refresh "$MYSQL_URL" "$WORK/mysql/scale_tokens.txt"
-    start_latchkey scale "$MYSQL_URL"
+    refresh "$SCALE_URL" "$WORK/mysql/scale_tokens.txt"
+    start_latchkey scale "$SCALE_URL"
     run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /auth/status BENCH_TOKENS_FILE="$WORK/mysql/scale_tokens.txt"
     stop_process
     record scale "$WORK/wrk.out"
     # Diagnostic: the bare handler on the same table and tokens, to tell the
     # database's share of any slowdown from latchkey's.
     log "scale-baseline: baseline-read on the $SCALE_SESSIONS-row table and the same tokens"
-    start_baseline scale-baseline
+    start_baseline scale-baseline DATABASE_URL="$SCALE_URL"
     run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /read BENCH_TOKENS_FILE="$WORK/mysql/scale_tokens.txt"
     stop_process
     record scale-baseline "$WORK/wrk.out"
     if ((SCALE_WIDE_SAMPLE > SCALE_SAMPLE)); then
         log "scale-wide: status on the big table, rotating over $WIDE tokens"
-        refresh "$MYSQL_URL" "$WORK/mysql/scale_wide_tokens.txt"
-        start_latchkey scale-wide "$MYSQL_URL"
+        refresh "$SCALE_URL" "$WORK/mysql/scale_wide_tokens.txt"
+        start_latchkey scale-wide "$SCALE_URL"
         run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /auth/status BENCH_TOKENS_FILE="$WORK/mysql/scale_wide_tokens.txt"
         stop_process
         record scale-wide "$WORK/wrk.out"
     fi
 fi
+}
+
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    ((ROUNDS > 1)) && log "round $ROUND of $ROUNDS"
+    run_round
+done
+summarise_rounds
 
 # --- the table ------------------------------------------------------------------
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "" }'; }
@@ -553,8 +631,26 @@ verdict() {
 }
 has() { [ -n "${RPS[$1]:-}" ]; }
 
-ratio() { # NAME BASE → ratio of requests/s
-    has "$1" && has "$2" && div "${RPS[$1]}" "${RPS[$2]}"
+# paired ARRAY NAME BASE: NAME's figure over BASE's, in each round in which
+# both ran (one per line).
+paired() {
+    local -n values=$1
+    local r
+    for ((r = 1; r <= ROUNDS; r++)); do
+        [ -n "${values[$2#$r]:-}" ] && [ -n "${values[$3#$r]:-}" ] && div "${values[$2#$r]}" "${values[$3#$r]}" && echo
+    done
+}
+
+ratio() { # NAME BASE → median over the rounds of the ratio of requests/s
+    has "$1" && has "$2" && median $(paired ROUND_RPS "$1" "$2") | awk '{ printf "%.2f", $1 }'
+}
+
+# spread NAME BASE: " (rounds: 0.91, 0.88, 0.95)" when there were rounds.
+spread() {
+    ((ROUNDS > 1)) || return 0
+    local list
+    list=$(paired ROUND_RPS "$1" "$2" | paste -sd, - | sed 's/,/, /g')
+    [ -n "$list" ] && echo " (rounds: $list)"
 }
 
 row() { # NAME RATIO_TEXT TARGET_TEXT
@@ -577,16 +673,16 @@ report() {
     has baseline-write && row baseline-write "— (ceiling for status-touch0)" "—"
     if has status; then
         r=$(ratio status baseline-read)
-        row status "${r:-—} status/baseline-read" "≥ 0.85: $(verdict ge "$r" 0.85)"
+        row status "${r:-—} status/baseline-read$(spread status baseline-read)" "≥ 0.85: $(verdict ge "$r" 0.85)"
     fi
     if has status-touch0; then
         r=$(ratio status-touch0 baseline-write)
-        row status-touch0 "${r:-—} status-touch0/baseline-write" \
+        row status-touch0 "${r:-—} status-touch0/baseline-write$(spread status-touch0 baseline-write)" \
             "≥ 0.85, 0 non-2xx: $(verdict touch0_ok "$r")"
     fi
     if has status-sqlite; then
         r=$(ratio status-sqlite status)
-        row status-sqlite "${r:-—} status-sqlite/status" "≥ 1.00: $(verdict ge "$r" 1.0)"
+        row status-sqlite "${r:-—} status-sqlite/status$(spread status-sqlite status)" "≥ 1.00: $(verdict ge "$r" 1.0)"
     fi
     if has login; then
         r=$(div "${OKRPS[login]}" "$BCRYPT_CEILING")
@@ -596,8 +692,8 @@ report() {
     if has flood-check; then
         r=$(ratio flood-check status)
         local p99x=""
-        has status && p99x=$(div "${P99[flood-check]}" "${P99[status]}")
-        row flood-check "${r:-—} flood-check/status; p99 ${p99x:-—}× status p99" \
+        has status && p99x=$(median $(paired ROUND_P99 flood-check status) | awk '{ printf "%.2f", $1 }')
+        row flood-check "${r:-—} flood-check/status$(spread flood-check status); p99 ${p99x:-—}× status p99" \
             "≥ 0.50, p99 ≤ 4×, none fails: $(verdict flood_check_ok "$r" "$p99x")"
     fi
     if has flood-login; then
@@ -606,12 +702,12 @@ report() {
         refused=$(($(field "$out" refused) + $(field "$out" throttled)))
         retry=$(($(field "$out" refused_retry_after) + $(field "$out" throttled_retry_after)))
         r=$(div "${OKRPS[flood-login]}" "$BCRYPT_CEILING")
-        row flood-login "$r answered logins/bcrypt ceiling (${OKRPS[flood-login]}/s); $refused refused" \
+        row flood-login "$r answered logins/bcrypt ceiling (${OKRPS[flood-login]}/s); $refused refused$( ((ROUNDS > 1)) && echo " in the last round")" \
             "refused at once (median < 100 ms) with Retry-After, no other errors: $(verdict flood_login_ok "$refused" "$retry")"
     fi
     if has scale; then
         r=$(ratio scale status)
-        row scale "${r:-—} scale/status" "≥ 0.90: $(verdict ge "$r" 0.90)"
+        row scale "${r:-—} scale/status$(spread scale status)" "≥ 0.90: $(verdict ge "$r" 0.90)"
     fi
     if has scale-baseline; then
         r=$(ratio scale scale-baseline)
@@ -708,6 +804,9 @@ notes() {
     fi
     echo "- status, status-sqlite, flood and scale start with the rotated sessions used just now (bench-seed refresh), i.e. the steady state of the 60 s touch interval: reads only. baseline-* and status-touch0 write as their names say."
     echo "- wrk, MariaDB and the service share the same $(nproc) cores; wrk uses $THREADS threads. Durations: ${DURATION} s per scenario (flood logins $((DURATION + 2)) s around the ${DURATION} s of checks)."
+    if ((ROUNDS > 1)); then
+        echo "- $ROUNDS rounds, one after another, each running every scenario once: requests/s, p50 and p99 are the medians of the rounds, every ratio the median of the rounds' ratios (each taken within one round), non-2xx counts and CPU per request cover all rounds, peak RSS and ready times are the maxima. The flood-login row and the flood details above (refusals, cores, curl probes) are the last round's; the login row's logins/s is the median."
+    fi
 }
 
 TABLE=$(report)
@@ -731,13 +830,13 @@ if [ "$WRITE_RESULTS" = 1 ]; then
         echo "- machine: $(nproc) cores (\`nproc\`), $(lscpu | awk -F: '/^Model name/ { gsub(/^[ \t]+/, "", $2); print $2; exit }'), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)"
         echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); git commit $commit"
         echo "- MariaDB ${mariadb_version:-(version unknown)} on 127.0.0.1 (server defaults); $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2); load average before the run: $LOAD_BEFORE"
-        echo "- settings: BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNECTIONS BENCH_THREADS=$THREADS BENCH_LOGIN_CONNECTIONS=$LOGIN_CONNECTIONS BENCH_FLOOD_LOGIN_CONNECTIONS=$FLOOD_LOGIN_CONNECTIONS BENCH_FLOOD_CHECK_CONNECTIONS=$FLOOD_CHECK_CONNECTIONS BENCH_SCALE_SESSIONS=$SCALE_SESSIONS BENCH_SCALE_SAMPLE=$SCALE_SAMPLE BENCH_SCALE_WIDE_SAMPLE=$SCALE_WIDE_SAMPLE${BENCH_SERVICE_ENV:+ BENCH_SERVICE_ENV=\"$BENCH_SERVICE_ENV\"}"
+        echo "- settings: BENCH_DURATION=$DURATION BENCH_ROUNDS=$ROUNDS BENCH_CONNECTIONS=$CONNECTIONS BENCH_THREADS=$THREADS BENCH_LOGIN_CONNECTIONS=$LOGIN_CONNECTIONS BENCH_FLOOD_LOGIN_CONNECTIONS=$FLOOD_LOGIN_CONNECTIONS BENCH_FLOOD_CHECK_CONNECTIONS=$FLOOD_CHECK_CONNECTIONS BENCH_SCALE_SESSIONS=$SCALE_SESSIONS BENCH_SCALE_SAMPLE=$SCALE_SAMPLE BENCH_SCALE_WIDE_SAMPLE=$SCALE_WIDE_SAMPLE${BENCH_SERVICE_ENV:+ BENCH_SERVICE_ENV=\"$BENCH_SERVICE_ENV\"}"
         echo "- total run time (build, seeding, all scenarios): $((ELAPSED / 60)) min $((ELAPSED % 60)) s"
         echo
         echo "$TABLE"
         echo "$NOTES"
         echo
-        echo "<details><summary>wrk output per scenario</summary>"
+        echo "<details><summary>wrk output per scenario$( ((ROUNDS > 1)) && echo " (last round)")</summary>"
         echo
         for f in "$WORK"/out/*.wrk; do
             echo "### $(basename "$f" .wrk)"
