@@ -97,6 +97,7 @@ impl Application {
             settings: Arc::new(settings),
             metrics,
             throttle,
+            refusal_lines: Arc::new(telemetry::RefusalLines::new()),
         });
         let metrics_server = match metrics_listener {
             Some(listener) => {

@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::hashing::PasswordHasher;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+use crate::telemetry::RefusalLines;
 use crate::throttle::Throttle;
 
 #[derive(Clone)]
@@ -18,6 +19,8 @@ pub struct AppState {
     pub throttle: Arc<Throttle>,
     /// Where [`AppState::db`] runs its work.
     pub db_threads: DbThreads,
+    /// The quota of access lines for 503 answers.
+    pub refusal_lines: Arc<RefusalLines>,
 }
 
 impl AppState {

@@ -2,12 +2,15 @@
 //! `LATCHKEY_LOG_FORMAT=json`; the level comes from `RUST_LOG` (default info).
 //!
 //! Every request gets one access event (target `latchkey::access`, message
-//! `request`) when it ends, from [`access_log`]. Spans carry the request id
+//! `request`) when it ends, from [`access_log`]; of 503 answers, only
+//! [`REFUSAL_LINES_PER_SECOND`] a second ([`RefusalLines`]). Spans carry the request id
 //! to the events logged while the request runs, but are not logged
 //! themselves: span timing and close events cost more CPU than the query on
 //! the token-check path (bench/RESULTS.md).
 
 use std::io::{BufWriter, IsTerminal as _, Write};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -17,6 +20,10 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -183,6 +190,9 @@ pub async fn access_log(
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let method = req.method().clone();
     let client_ip = client_ip(&req);
+    let refusal_lines = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map(|state| Arc::clone(&state.refusal_lines));
     let span = tracing::info_span!("request", request_id = %id);
     let result = next.call(req).instrument(span).await;
 
@@ -198,23 +208,79 @@ pub async fn access_log(
             Some(e.to_string()),
         ),
     };
-    tracing::info!(
-        target: "latchkey::access",
-        request_id = %id,
-        method = %method,
-        route = route.as_deref().unwrap_or("UNMATCHED"),
-        status = status.as_u16(),
-        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        client_ip = client_ip.as_ref().map(tracing::field::display),
-        error = error.as_deref(),
-        "request"
-    );
+    let unlogged = match &refusal_lines {
+        Some(lines) if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE => lines.admit(),
+        _ => Some(0),
+    };
+    if let Some(unlogged) = unlogged {
+        tracing::info!(
+            target: "latchkey::access",
+            request_id = %id,
+            method = %method,
+            route = route.as_deref().unwrap_or("UNMATCHED"),
+            status = status.as_u16(),
+            latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            client_ip = client_ip.as_ref().map(tracing::field::display),
+            error = error.as_deref(),
+            unlogged = (unlogged > 0).then_some(unlogged),
+            "request"
+        );
+    }
     let mut res = result?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     Ok(res)
+}
+
+/// Access lines of 503 answers logged per second at most.
+pub const REFUSAL_LINES_PER_SECOND: u32 = 10;
+
+/// The quota of access lines for 503 answers. Under overload (a login flood
+/// that keeps the bcrypt queue full, an unreachable database) every request
+/// may be refused, and a line per refusal is what makes the log grow by
+/// megabytes a second: bench/run.sh's login flood wrote 26.6 MiB in 17 s, and
+/// the lines cost 11-17 µs of the 86-104 µs of CPU a refusal took. Beyond
+/// [`REFUSAL_LINES_PER_SECOND`] a refusal is counted instead of logged, and
+/// the next refusal line logged gives that count as `unlogged`.
+/// `latchkey_http_requests_total` still counts every request.
+pub struct RefusalLines<C: Clock = DefaultClock> {
+    quota: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+    unlogged: AtomicU64,
+}
+
+impl RefusalLines {
+    pub fn new() -> Self {
+        Self::with_clock(DefaultClock::default())
+    }
+}
+
+impl Default for RefusalLines {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Clock> RefusalLines<C> {
+    fn with_clock(clock: C) -> Self {
+        let per_second = NonZeroU32::new(REFUSAL_LINES_PER_SECOND).expect("a positive quota");
+        Self {
+            quota: RateLimiter::direct_with_clock(Quota::per_second(per_second), clock),
+            unlogged: AtomicU64::new(0),
+        }
+    }
+
+    /// For one refusal: `Some(refusals left unlogged since the last line)`
+    /// when its line is to be logged, `None` when it is only counted.
+    pub fn admit(&self) -> Option<u64> {
+        if self.quota.check().is_ok() {
+            Some(self.unlogged.swap(0, Ordering::Relaxed))
+        } else {
+            self.unlogged.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 fn is_acceptable_request_id(id: &str) -> bool {
@@ -272,6 +338,21 @@ mod tests {
         drop(flusher_of_a_long_period);
         assert_eq!(contents(&writer), "last words\n");
         drop(flusher);
+    }
+
+    #[test]
+    fn refusal_lines_beyond_the_quota_are_counted_in_the_next_line() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let lines = RefusalLines::with_clock(clock.clone());
+        for _ in 0..REFUSAL_LINES_PER_SECOND {
+            assert_eq!(lines.admit(), Some(0));
+        }
+        for _ in 0..25 {
+            assert_eq!(lines.admit(), None);
+        }
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(lines.admit(), Some(25), "the first line after the gap");
+        assert_eq!(lines.admit(), Some(0), "the count is given once");
     }
 
     #[test]

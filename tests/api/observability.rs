@@ -794,3 +794,98 @@ async fn the_access_log_records_the_peer_address_not_one_the_client_claims() {
         "the log took the client address from the request: {believed:?}"
     );
 }
+
+/// Sends `count` logins for unknown accounts at once and returns each
+/// answer's request id and status.
+async fn login_burst(server: &Server, count: usize) -> Vec<(String, u16)> {
+    let client = reqwest::Client::new();
+    let mut sent = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let request = client.post(server.url("/auth/login")).json(&json!({
+            "email": format!("nobody-{}@example.com", uuid::Uuid::new_v4().simple()),
+            "password": "not-a-password-of-anyone",
+        }));
+        sent.spawn(async move {
+            let response = request.send().await.expect("request sent");
+            (request_id_of(&response), response.status().as_u16())
+        });
+    }
+    sent.join_all().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_beyond_ten_a_second_are_counted_in_the_next_line_not_logged() {
+    // Arrange: one bcrypt thread and a queue of one, so that nearly all of
+    // a burst of logins is refused with 503 at once.
+    let server = Server::start(&[
+        ("LATCHKEY_BCRYPT_THREADS", "1"),
+        ("LATCHKEY_BCRYPT_QUEUE", "1"),
+        ("LATCHKEY_BCRYPT_COST", "12"),
+    ]);
+
+    // Act: a burst, a pause in which the quota refills, a second burst.
+    let first = login_burst(&server, 40).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = login_burst(&server, 40).await;
+
+    // Assert
+    let refused = |burst: &[(String, u16)]| -> BTreeSet<String> {
+        burst
+            .iter()
+            .filter(|(_, status)| *status == 503)
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    let (first_refused, second_refused) = (refused(&first), refused(&second));
+    assert!(
+        first_refused.len() > 20 && second_refused.len() > 20,
+        "too few refusals to test with: {first:?} {second:?}"
+    );
+    // The answered logins' lines come last: wait for them, then for the
+    // buffer's next flush.
+    for (id, status) in first.iter().chain(&second) {
+        if *status != 503 {
+            server.wait_for_event(|e| e["request_id"] == id.as_str());
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let access: Vec<Value> = server
+        .log()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| e["target"] == "latchkey::access")
+        .collect();
+    let lines_of = |ids: &BTreeSet<String>| -> Vec<&Value> {
+        access
+            .iter()
+            .filter(|e| e["request_id"].as_str().is_some_and(|id| ids.contains(id)))
+            .collect()
+    };
+    let (first_lines, second_lines) = (lines_of(&first_refused), lines_of(&second_refused));
+    assert!(
+        (10..first_refused.len()).contains(&first_lines.len()),
+        "{} of {} refusals of the first burst were logged",
+        first_lines.len(),
+        first_refused.len()
+    );
+    assert!(first_lines.iter().all(|e| e["status"] == 503));
+    let reported: u64 = second_lines
+        .iter()
+        .filter_map(|e| e["unlogged"].as_u64())
+        .sum();
+    assert_eq!(
+        reported as usize,
+        first_refused.len() - first_lines.len(),
+        "the second burst's lines give the first burst's unlogged refusals: {second_lines:?}"
+    );
+    // Every other answer has its line.
+    for (id, status) in first.iter().chain(&second) {
+        if *status != 503 {
+            assert!(
+                access
+                    .iter()
+                    .any(|e| e["request_id"] == id.as_str() && e["status"] == *status)
+            );
+        }
+    }
+}
