@@ -796,7 +796,7 @@ notes() {
     done
     [ -n "$cpu" ] && echo "- CPU time per HTTP request, service + MariaDB (from /proc, ready → stop; steadier than requests/s on a shared machine): ${cpu%; }."
     [ -n "$per_request" ] && echo "- MariaDB statements per HTTP request (server counters, whole process lifetime, requests = wrk's count): ${per_request%; }."
-    [ -n "${LOG_VOLUME[status]:-}" ] && echo "- log volume at the default RUST_LOG=info (one line per request): status wrote ${LOG_VOLUME[status]}${LOG_VOLUME[flood]:+, flood ${LOG_VOLUME[flood]}}."
+    [ -n "${LOG_VOLUME[status]:-}" ] && echo "- log volume at the default RUST_LOG=info (one line per request; of 503 answers, at most 10 lines a second): status wrote ${LOG_VOLUME[status]}${LOG_VOLUME[flood]:+, flood ${LOG_VOLUME[flood]}}."
     if [ -n "$busy" ]; then
         echo "- **other compilations ran on this machine during:$busy** — those rows are pessimistic."
     else
