@@ -87,6 +87,8 @@ impl Application {
         let http_metrics = metrics.http_middleware();
         let throttle = Arc::new(Throttle::new(&settings.throttle));
         forget_idle_buckets(Arc::downgrade(&throttle));
+        let refusal_lines = Arc::new(telemetry::RefusalLines::new());
+        report_unlogged_refusals(Arc::downgrade(&refusal_lines));
         let db_threads =
             db::DbThreads::start(&pool, pool_options.max_size, pool_options.acquire_timeout)
                 .context("failed to start the database threads")?;
@@ -97,7 +99,7 @@ impl Application {
             settings: Arc::new(settings),
             metrics,
             throttle,
-            refusal_lines: Arc::new(telemetry::RefusalLines::new()),
+            refusal_lines,
         });
         let metrics_server = match metrics_listener {
             Some(listener) => {
@@ -194,6 +196,24 @@ fn forget_idle_buckets(throttle: std::sync::Weak<Throttle>) {
             match throttle.upgrade() {
                 Some(throttle) => throttle.forget_idle(),
                 None => return,
+            }
+        }
+    });
+}
+
+/// Every [`telemetry::UNLOGGED_REPORT_EVERY`], logs how many 503 answers
+/// went without an access line since the last line that counted them, so
+/// that the count of the flood's tail is not left for the next 503 to tell;
+/// ends with the app.
+fn report_unlogged_refusals(lines: std::sync::Weak<telemetry::RefusalLines>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(telemetry::UNLOGGED_REPORT_EVERY);
+        loop {
+            tick.tick().await;
+            let Some(lines) = lines.upgrade() else { return };
+            let unlogged = lines.take_unlogged();
+            if unlogged > 0 {
+                tracing::info!(target: "latchkey::access", unlogged, "503 answers not logged");
             }
         }
     });

@@ -236,6 +236,8 @@ pub async fn access_log(
 
 /// Access lines of 503 answers logged per second at most.
 pub const REFUSAL_LINES_PER_SECOND: u32 = 10;
+/// How often a count of the 503 answers left unlogged is logged by itself.
+pub const UNLOGGED_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// The quota of access lines for 503 answers. Under overload (a login flood
 /// that keeps the bcrypt queue full, an unreachable database) every request
@@ -243,8 +245,9 @@ pub const REFUSAL_LINES_PER_SECOND: u32 = 10;
 /// megabytes a second: bench/run.sh's login flood wrote 26.6 MiB in 17 s, and
 /// the lines cost 11-17 µs of the 86-104 µs of CPU a refusal took. Beyond
 /// [`REFUSAL_LINES_PER_SECOND`] a refusal is counted instead of logged, and
-/// the next refusal line logged gives that count as `unlogged`.
-/// `latchkey_http_requests_total` still counts every request.
+/// the next refusal line logged gives that count as `unlogged` (or, within
+/// [`UNLOGGED_REPORT_EVERY`], a line of its own, message `503 answers not
+/// logged`). `latchkey_http_requests_total` still counts every request.
 pub struct RefusalLines<C: Clock = DefaultClock> {
     quota: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
     unlogged: AtomicU64,
@@ -271,11 +274,16 @@ impl<C: Clock> RefusalLines<C> {
         }
     }
 
+    /// Takes the count of refusals left unlogged so far.
+    pub fn take_unlogged(&self) -> u64 {
+        self.unlogged.swap(0, Ordering::Relaxed)
+    }
+
     /// For one refusal: `Some(refusals left unlogged since the last line)`
     /// when its line is to be logged, `None` when it is only counted.
     pub fn admit(&self) -> Option<u64> {
         if self.quota.check().is_ok() {
-            Some(self.unlogged.swap(0, Ordering::Relaxed))
+            Some(self.take_unlogged())
         } else {
             self.unlogged.fetch_add(1, Ordering::Relaxed);
             None
@@ -353,6 +361,13 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         assert_eq!(lines.admit(), Some(25), "the first line after the gap");
         assert_eq!(lines.admit(), Some(0), "the count is given once");
+        // 8 lines of this second's 10 are left: 5 more refusals go unlogged,
+        // and whoever takes the count gets them, once.
+        for _ in 0..REFUSAL_LINES_PER_SECOND + 3 {
+            lines.admit();
+        }
+        assert_eq!(lines.take_unlogged(), 5);
+        assert_eq!(lines.take_unlogged(), 0);
     }
 
     #[test]
