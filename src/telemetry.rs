@@ -190,9 +190,6 @@ pub async fn access_log(
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let method = req.method().clone();
     let client_ip = client_ip(&req);
-    let refusal_lines = req
-        .app_data::<actix_web::web::Data<crate::state::AppState>>()
-        .map(|state| Arc::clone(&state.refusal_lines));
     let span = tracing::info_span!("request", request_id = %id);
     let result = next.call(req).instrument(span).await;
 
@@ -208,8 +205,12 @@ pub async fn access_log(
             Some(e.to_string()),
         ),
     };
-    let unlogged = match &refusal_lines {
-        Some(lines) if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE => lines.admit(),
+    // `Some(refusals unlogged before this one)` when this line is logged.
+    let unlogged = match &result {
+        Ok(res) if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE => res
+            .request()
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .map_or(Some(0), |state| state.refusal_lines.admit()),
         _ => Some(0),
     };
     if let Some(unlogged) = unlogged {
