@@ -400,8 +400,8 @@ record() { # NAME WRK_OUT
     REQUESTS[$name]=$((${REQUESTS[$name]:-0} + requests))
     NON2XX[$name]=$((${NON2XX[$name]:-0} + $(field "$out" non2xx)))
     SOCKERR[$name]=$((${SOCKERR[$name]:-0} + sockerr))
-    ((RSS_KB > ${RSS[$name]:-0})) && RSS[$name]=$RSS_KB
-    ((READY_MS > ${READY[$name]:-0})) && READY[$name]=$READY_MS
+    ((${RSS_KB:-0} > ${RSS[$name]:-0})) && RSS[$name]=$RSS_KB
+    ((${READY_MS:-0} > ${READY[$name]:-0})) && READY[$name]=$READY_MS
     local ok
     ok=$(field "$out" ok)
     if [ -n "$ok" ]; then
