@@ -256,20 +256,39 @@ impl Drop for WaitingGuard {
     }
 }
 
-/// bcrypt threads run at the lowest priority (nice 19 on Linux): idle cores
-/// still run them at full speed, but under full CPU load the scheduler gives
-/// each about 1/70 of a normal thread's time, so a login flood cannot take
-/// the CPU from token checks. At nice 10 (a tenth), bench/run.sh's flood
-/// left the checks 0.26-0.32 of their status throughput, at nice 19
-/// 0.34-0.52, while queued logins still completed (0.25-0.5/s instead of 1/s).
+/// bcrypt threads run only on CPU time nothing else wants: on Linux under
+/// `SCHED_IDLE`, elsewhere (or where that is refused) at the lowest nice
+/// level. Idle cores still run them at full speed, so logins are as fast as
+/// ever on a machine with room; under full load token checks come first,
+/// and a login flood cannot take the CPU from them. A woken thread preempts
+/// a `SCHED_IDLE` one at once, but may wait for a nice one: in
+/// bench/run.sh's flood (8 s runs, alternating) bcrypt took 0.11-0.18 of
+/// the 2 cores at nice 19 and 0.04-0.15 under `SCHED_IDLE`, and the checks
+/// kept 0.29-0.40 (mean 0.35, 6 runs) and 0.32-0.44 (mean 0.38, 8 runs) of
+/// their status throughput. (At nice 10: 0.26-0.32.)
 fn work(receiver: &Receiver<Job>) {
-    use thread_priority::{ThreadPriority, set_current_thread_priority};
-    if set_current_thread_priority(ThreadPriority::Min).is_err() {
-        tracing::debug!("could not lower the bcrypt threads' priority");
-    }
+    lower_this_threads_priority();
     // Ends when every sender is gone: the service is stopping.
     while let Ok(job) = receiver.recv() {
         job();
+    }
+}
+
+fn lower_this_threads_priority() {
+    use thread_priority::{ThreadPriority, set_current_thread_priority};
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+            thread_native_id,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle).is_ok() {
+            return;
+        }
+    }
+    if set_current_thread_priority(ThreadPriority::Min).is_err() {
+        tracing::debug!("could not lower the bcrypt threads' priority");
     }
 }
 
@@ -420,6 +439,23 @@ mod tests {
         );
         assert!(matches!(second, Err(HashError::Busy)), "{second:?}");
         assert_eq!(h.waiting(), 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn bcrypt_threads_run_only_on_cpu_time_nothing_else_wants() {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+        let h = hasher(4, None);
+        let policy = h.run(thread_priority::thread_schedule_policy).await;
+        assert_eq!(
+            policy.unwrap().unwrap(),
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle)
+        );
+        // The caller's own thread is left as it was.
+        assert_eq!(
+            thread_priority::thread_schedule_policy().unwrap(),
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other)
+        );
     }
 
     #[test]
