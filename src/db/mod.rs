@@ -1,6 +1,7 @@
 //! Everything that differs between MySQL and SQLite lives here. The rest of
 //! the code sees one [`Connection`] and one [`Pool`].
 
+mod batch;
 mod connection;
 pub mod schema;
 mod threads;
@@ -24,6 +25,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://latchkey.sqlite3";
 /// How long SQLite waits for the write lock before giving up with "busy".
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 
+pub use batch::Batcher;
 pub use connection::DbConnection as Connection;
 pub use threads::DbThreads;
 

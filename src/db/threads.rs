@@ -72,31 +72,38 @@ impl DbThreads {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
     {
-        let (tx, mut rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         // Set by whoever comes first: the thread starting the job, or the
         // request giving up on the queue.
         let claimed = Arc::new(AtomicBool::new(false));
         let job_claimed = Arc::clone(&claimed);
-        let job: Job = Box::new(move |pool: &Pool| {
+        self.submit(move |pool: &Pool| {
             if job_claimed.swap(true, Ordering::AcqRel) || tx.is_closed() {
                 return; // timed out in the queue, or the request is gone
             }
-            let result = pool.get().map_err(ApiError::from).and_then(|mut conn| {
-                let result = work(&mut conn);
-                // A connection whose server went away would fail again for
-                // the next request: have the pool close it instead.
-                if matches!(result, Err(ApiError::Unavailable(_))) {
-                    conn.mark_lost();
-                }
-                result
-            });
-            let _ = tx.send(result);
-        });
+            let _ = tx.send(with_connection(pool, work));
+        })?;
+        self.answer(&claimed, rx).await
+    }
+
+    /// Queues `job` for the next free thread; nobody awaits it.
+    pub(super) fn submit(&self, job: impl FnOnce(&Pool) + Send + 'static) -> Result<(), ApiError> {
+        self.jobs
+            .send(Box::new(job))
+            .map_err(|_| ApiError::internal("database job", anyhow!("the threads have stopped")))
+    }
+
+    /// Awaits the answer to queued work. `claimed` is set by whoever comes
+    /// first: the thread starting the work, or this request giving up after
+    /// the queue's bound (503). Work a thread has started is awaited to the
+    /// end.
+    pub(super) async fn answer<T>(
+        &self,
+        claimed: &AtomicBool,
+        mut rx: oneshot::Receiver<Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
         let dropped =
             |_| ApiError::internal("database job", anyhow!("the job ended without an answer"));
-        self.jobs
-            .send(job)
-            .map_err(|_| ApiError::internal("database job", anyhow!("the threads have stopped")))?;
         match tokio::time::timeout(self.wait, &mut rx).await {
             Ok(answer) => answer.map_err(dropped)?,
             Err(_) if !claimed.swap(true, Ordering::AcqRel) => Err(ApiError::Unavailable(anyhow!(
@@ -107,15 +114,31 @@ impl DbThreads {
     }
 }
 
+/// Checks a connection out of `pool` and runs `work` with it.
+pub(super) fn with_connection<T>(
+    pool: &Pool,
+    work: impl FnOnce(&mut Connection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    pool.get().map_err(ApiError::from).and_then(|mut conn| {
+        let result = work(&mut conn);
+        // A connection whose server went away would fail again for the next
+        // request: have the pool close it instead.
+        if matches!(result, Err(ApiError::Unavailable(_))) {
+            conn.mark_lost();
+        }
+        result
+    })
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
     use crate::db::{DatabaseUrl, PoolOptions, build_pool};
 
     /// A pool on a fresh SQLite file, removed with the returned directory.
-    fn sqlite_pool(size: u32) -> (tempfile::TempDir, Pool) {
+    pub(in crate::db) fn sqlite_pool(size: u32) -> (tempfile::TempDir, Pool) {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let url = DatabaseUrl::Sqlite(dir.path().join("t.sqlite3").display().to_string());
         let options = PoolOptions {
@@ -188,7 +211,7 @@ mod tests {
 
     /// Occupies the (single) thread with a job that runs until the returned
     /// flag is set; returns once the thread has taken it off the queue.
-    async fn occupy_the_thread(
+    pub(in crate::db) async fn occupy_the_thread(
         threads: &DbThreads,
     ) -> (
         tokio::task::JoinHandle<Result<(), ApiError>>,
