@@ -7,10 +7,10 @@ use std::pin::Pin;
 use actix_web::http::header::{AUTHORIZATION, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
-use crate::domain::{TokenDigest, now};
+use crate::domain::TokenDigest;
 use crate::error::{ApiError, TokenProblem};
 use crate::state::AppState;
-use crate::store::sessions::{self, Session, Touch};
+use crate::store::sessions::{Check, Session, Touch};
 use crate::store::users::User;
 
 /// The caller's user and current session.
@@ -47,18 +47,7 @@ pub async fn live_session(
     digest: TokenDigest,
     touch: Touch,
 ) -> Result<Option<(Session, User)>, ApiError> {
-    let policy = state.settings.session;
-    state
-        .db(move |conn| {
-            Ok(sessions::authenticate(
-                conn,
-                &digest,
-                &policy,
-                now(),
-                touch,
-            )?)
-        })
-        .await
+    state.checks.run(Check { digest, touch }).await
 }
 
 /// Reads the token's digest from the request, refusing a missing header,

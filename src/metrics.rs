@@ -11,7 +11,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::db::{DbThreads, Pool};
+use crate::db::Pool;
 use crate::hashing::PasswordHasher;
 
 const NAMESPACE: &str = "latchkey";
@@ -26,6 +26,8 @@ pub struct Metrics {
     pub sessions_reaped: IntCounter,
     /// Seconds a password check waited for a bcrypt thread.
     pub bcrypt_wait_seconds: Histogram,
+    /// How many token checks each query answered (see `db::Batcher`).
+    pub token_checks_per_query: Histogram,
     bcrypt_queue_depth: IntGauge,
     db_queue_depth: IntGauge,
     db_connections: IntGaugeVec,
@@ -65,14 +67,26 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let token_checks_per_query = Histogram::with_opts(
+            HistogramOpts::new(
+                "token_checks_per_query",
+                "Token checks answered by one database query (batched while the database threads are busy)",
+            )
+            .namespace(NAMESPACE)
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )
+        .expect("valid metric");
         let bcrypt_queue_depth = IntGauge::with_opts(
             Opts::new("bcrypt_queue_depth", "Password checks queued or running")
                 .namespace(NAMESPACE),
         )
         .expect("valid metric");
         let db_queue_depth = IntGauge::with_opts(
-            Opts::new("db_queue_depth", "Queries waiting for a database thread")
-                .namespace(NAMESPACE),
+            Opts::new(
+                "db_queue_depth",
+                "Queries and token checks waiting for a database thread",
+            )
+            .namespace(NAMESPACE),
         )
         .expect("valid metric");
         let db_connections = IntGaugeVec::new(
@@ -87,6 +101,7 @@ impl Metrics {
             Box::new(sessions_revoked.clone()),
             Box::new(sessions_reaped.clone()),
             Box::new(bcrypt_wait_seconds.clone()),
+            Box::new(token_checks_per_query.clone()),
             Box::new(bcrypt_queue_depth.clone()),
             Box::new(db_queue_depth.clone()),
             Box::new(db_connections.clone()),
@@ -102,6 +117,7 @@ impl Metrics {
             sessions_revoked,
             sessions_reaped,
             bcrypt_wait_seconds,
+            token_checks_per_query,
             bcrypt_queue_depth,
             db_queue_depth,
             db_connections,
@@ -118,7 +134,8 @@ impl Metrics {
     }
 
     /// The text exposition of every metric, with current gauges.
-    pub fn render(&self, pool: &Pool, db: &DbThreads, hasher: &PasswordHasher) -> HttpResponse {
+    /// `db_queued`: the queries and token checks waiting for a database thread.
+    pub fn render(&self, pool: &Pool, db_queued: usize, hasher: &PasswordHasher) -> HttpResponse {
         let state = pool.state();
         let idle = i64::from(state.idle_connections);
         self.db_connections.with_label_values(&["idle"]).set(idle);
@@ -127,7 +144,7 @@ impl Metrics {
             .set(i64::from(state.connections) - idle);
         self.bcrypt_queue_depth.set(hasher.waiting() as i64);
         self.db_queue_depth
-            .set(i64::try_from(db.queued()).unwrap_or(i64::MAX));
+            .set(i64::try_from(db_queued).unwrap_or(i64::MAX));
         let mut body = Vec::new();
         match TextEncoder::new().encode(&self.registry.gather(), &mut body) {
             Ok(()) => HttpResponse::Ok()

@@ -10,6 +10,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
 use crate::db;
+use crate::domain::{SessionPolicy, now};
 use crate::error::{ApiError, json_for_framework_errors, json_payload_error};
 use crate::hashing::PasswordHasher;
 use crate::metrics::Metrics;
@@ -17,6 +18,8 @@ use crate::reaper::Reaper;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
+use crate::store::sessions::{self, Check, Session};
+use crate::store::users::User;
 use crate::telemetry;
 use crate::throttle::Throttle;
 
@@ -92,8 +95,14 @@ impl Application {
         let db_threads =
             db::DbThreads::start(&pool, pool_options.max_size, pool_options.acquire_timeout)
                 .context("failed to start the database threads")?;
+        let checks = token_checks(
+            &db_threads,
+            settings.session,
+            metrics.token_checks_per_query.clone(),
+        );
         let state = web::Data::new(AppState {
             pool,
+            checks,
             db_threads,
             hasher,
             settings: Arc::new(settings),
@@ -188,6 +197,23 @@ impl Application {
 }
 
 /// Every minute, drops the throttle's full buckets; ends with the app.
+/// Token checks, batched: as many per query as arrive while the database
+/// threads are busy (see [`db::Batcher`]).
+fn token_checks(
+    threads: &db::DbThreads,
+    policy: SessionPolicy,
+    per_query: prometheus::Histogram,
+) -> db::Batcher<Check, Option<(Session, User)>> {
+    db::Batcher::new(
+        threads.clone(),
+        sessions::MAX_CHECKS_PER_QUERY,
+        move |conn, checks| {
+            per_query.observe(checks.len() as f64);
+            Ok(sessions::authenticate(conn, checks, &policy, now())?)
+        },
+    )
+}
+
 fn forget_idle_buckets(throttle: std::sync::Weak<Throttle>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

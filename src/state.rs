@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::db::{Connection, DbThreads, Pool};
+use crate::db::{Batcher, Connection, DbThreads, Pool};
 use crate::error::ApiError;
 use crate::hashing::PasswordHasher;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+use crate::store::sessions::{Check, Session};
+use crate::store::users::User;
 use crate::telemetry::RefusalLines;
 use crate::throttle::Throttle;
 
@@ -19,6 +21,8 @@ pub struct AppState {
     pub throttle: Arc<Throttle>,
     /// Where [`AppState::db`] runs its work.
     pub db_threads: DbThreads,
+    /// Token checks, answered in batches on the same threads.
+    pub checks: Batcher<Check, Option<(Session, User)>>,
     /// The quota of access lines for 503 answers.
     pub refusal_lines: Arc<RefusalLines>,
 }

@@ -6,7 +6,9 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    state
-        .metrics
-        .render(&state.pool, &state.db_threads, &state.hasher)
+    state.metrics.render(
+        &state.pool,
+        state.db_threads.queued() + state.checks.pending(),
+        &state.hasher,
+    )
 }

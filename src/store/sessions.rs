@@ -69,47 +69,138 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// The hot path: finds the live session for a token, with its user, and
-/// slides it. One indexed read; plus one single-row write when the last
-/// bump is older than the touch interval. The write is conditional on the
-/// row still existing and on moving time forward, so it can neither
-/// resurrect a logged-out session nor deadlock with another bump (it locks
-/// one row by primary key and nothing else).
+/// The most token checks answered by one query (see [`authenticate`]).
+pub const MAX_CHECKS_PER_QUERY: usize = 64;
+
+/// One token check: the digest presented, and whether it counts as activity.
+#[derive(Clone)]
+pub struct Check {
+    pub digest: TokenDigest,
+    pub touch: Touch,
+}
+
+/// The hot path: finds the live session for each token of a batch, with its
+/// user, and slides them. One indexed read for the whole batch; plus one
+/// write sliding every session whose last bump is older than the touch
+/// interval. The write is conditional on the rows still existing and on
+/// moving time forward, so it can neither resurrect a logged-out session
+/// nor go back in time; it locks rows by primary key and nothing else.
+/// Returns one answer per check, in order.
 pub fn authenticate(
     conn: &mut Connection,
-    digest: &TokenDigest,
+    checks: &[Check],
     policy: &SessionPolicy,
     now: NaiveDateTime,
-    touch: Touch,
-) -> QueryResult<Option<(Session, User)>> {
-    let found = on_backend!(conn, |c| tokens::table
+) -> QueryResult<Vec<Option<(Session, User)>>> {
+    let digests: Vec<&[u8]> = checks.iter().map(|c| c.digest.as_bytes()).collect();
+    let rows: Vec<(Vec<u8>, Session, User)> = on_backend!(conn, |c| tokens::table
         .inner_join(users::table)
-        .filter(tokens::token_hash.eq(digest.as_bytes()))
-        .select((Session::as_select(), User::as_select()))
-        .first::<(Session, User)>(c)
-        .optional())?;
-    let Some((mut session, user)) = found else {
-        return Ok(None);
-    };
-    if !policy.is_live(session.created_at, session.last_updated_at, now) {
-        delete_if_expired(conn, &session.id, policy, now)?;
-        return Ok(None);
+        .filter(token_hash_in(&digests))
+        .select((tokens::token_hash, Session::as_select(), User::as_select()))
+        .load(c))?;
+    let mut answers: Vec<Option<(Session, User)>> = vec![None; checks.len()];
+    for (hash, session, user) in rows {
+        // The same token may be checked twice in one batch.
+        let mut matching = (0..checks.len()).filter(|&i| digests[i] == hash.as_slice());
+        if let Some(first) = matching.next() {
+            for i in matching {
+                answers[i] = Some((session.clone(), user.clone()));
+            }
+            answers[first] = Some((session, user));
+        }
     }
-    if touch == Touch::IfStale && policy.needs_touch(session.last_updated_at, now) {
-        on_backend!(conn, |c| slide(&session.id, now).execute(c))?;
-        session.last_updated_at = now;
+    let mut stale: Vec<String> = Vec::new();
+    for (check, answer) in checks.iter().zip(&mut answers) {
+        let Some((session, _)) = answer else { continue };
+        if !policy.is_live(session.created_at, session.last_updated_at, now) {
+            delete_if_expired(conn, &session.id, policy, now)?;
+            *answer = None;
+        } else if check.touch == Touch::IfStale && policy.needs_touch(session.last_updated_at, now)
+        {
+            if !stale.contains(&session.id) {
+                stale.push(session.id.clone());
+            }
+            session.last_updated_at = now;
+        }
     }
-    Ok(Some((session, user)))
+    if !stale.is_empty() {
+        let ids: Vec<&str> = stale.iter().map(String::as_str).collect();
+        on_backend!(conn, |c| slide(&ids, now).execute(c))?;
+    }
+    Ok(answers)
+}
+
+/// `IN` lists are padded to the next power of two (repeating the last
+/// value), so that a connection prepares at most one statement per size
+/// class instead of one per batch size.
+fn padded<'a, T: ?Sized>(values: &[&'a T]) -> Vec<&'a T> {
+    let mut padded = values.to_vec();
+    if let Some(&last) = values.last() {
+        padded.resize(values.len().next_power_of_two(), last);
+    }
+    padded
+}
+
+/// `authentication_tokens.token_hash IN (?, …)`. diesel's `eq_any` marks its
+/// statement as never to be cached (its SQL varies with the list's length),
+/// so every batch would be prepared, run and closed: three round trips.
+/// This one is cached, keyed by its SQL, one statement per padded size.
+pub struct TokenHashIn<'a>(Vec<&'a [u8]>);
+
+fn token_hash_in<'a>(digests: &[&'a [u8]]) -> TokenHashIn<'a> {
+    TokenHashIn(padded(digests))
+}
+
+impl diesel::expression::Expression for TokenHashIn<'_> {
+    type SqlType = diesel::sql_types::Bool;
+}
+
+impl<QS> diesel::expression::AppearsOnTable<QS> for TokenHashIn<'_> where
+    tokens::token_hash: diesel::expression::AppearsOnTable<QS>
+{
+}
+
+impl diesel::expression::ValidGrouping<()> for TokenHashIn<'_> {
+    type IsAggregate = diesel::expression::is_aggregate::No;
+}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for TokenHashIn<'_>
+where
+    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<diesel::sql_types::Binary>,
+    [u8]: diesel::serialize::ToSql<diesel::sql_types::Binary, DB>,
+    tokens::token_hash: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        tokens::token_hash.walk_ast(out.reborrow())?;
+        out.push_sql(" IN (");
+        for (i, digest) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_bind_param::<diesel::sql_types::Binary, [u8]>(*digest)?;
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::QueryId for TokenHashIn<'_> {
+    type QueryId = ();
+    // The SQL depends on the list's length: cached by its text.
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
 /// The sliding bump: `UPDATE authentication_tokens SET last_updated_at = ?
-/// WHERE id = ? AND last_updated_at < ?`, written out as a statement diesel
-/// keeps prepared on each connection. diesel never caches an UPDATE built
-/// with its DSL (a changeset's SQL may vary with its values), so every bump
-/// was prepared, run and closed: `bench/run.sh` counted one PREPARE per
-/// request in status-touch0.
+/// WHERE id IN (?, …) AND last_updated_at < ?`, written out as a statement
+/// diesel keeps prepared on each connection (one per padded size of the
+/// list). diesel never caches an UPDATE built with its DSL (a changeset's
+/// SQL may vary with its values), so every bump was prepared, run and
+/// closed: `bench/run.sh` counted one PREPARE per request in status-touch0.
 pub struct SlideStatement<'a> {
-    id: &'a str,
+    ids: Vec<&'a str>,
     at: NaiveDateTime,
 }
 
@@ -128,24 +219,33 @@ where
         use diesel::sql_types::{Text, Timestamp};
         out.push_sql("UPDATE authentication_tokens SET last_updated_at = ");
         out.push_bind_param::<Timestamp, _>(&self.at)?;
-        out.push_sql(" WHERE id = ");
-        out.push_bind_param::<Text, _>(self.id)?;
-        out.push_sql(" AND last_updated_at < ");
+        out.push_sql(" WHERE id IN (");
+        for (i, id) in self.ids.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_bind_param::<Text, str>(*id)?;
+        }
+        out.push_sql(") AND last_updated_at < ");
         out.push_bind_param::<Timestamp, _>(&self.at)?;
         Ok(())
     }
 }
 
 impl diesel::query_builder::QueryId for SlideStatement<'_> {
-    type QueryId = SlideStatement<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
+    type QueryId = ();
+    // The SQL depends on the list's length: cached by its text.
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
 impl<C> RunQueryDsl<C> for SlideStatement<'_> {}
 
-/// Slides session `id` to `at`, unless it is gone or already later.
-pub fn slide(id: &str, at: NaiveDateTime) -> SlideStatement<'_> {
-    SlideStatement { id, at }
+/// Slides sessions `ids` to `at`, except those gone or already later.
+pub fn slide<'a>(ids: &[&'a str], at: NaiveDateTime) -> SlideStatement<'a> {
+    SlideStatement {
+        ids: padded(ids),
+        at,
+    }
 }
 
 /// Whether a successful check counts as activity.

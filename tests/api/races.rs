@@ -5,7 +5,7 @@ use chrono::TimeDelta;
 use futures_util_free::join_all;
 use serde_json::json;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, api_time, metric, now_seconds, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -14,6 +14,7 @@ on_both_backends!(
     a_hundred_concurrent_checks_of_one_token_writing_every_time_all_succeed,
     no_session_opened_with_the_old_password_survives_a_password_change,
     concurrent_logins_of_many_users_never_deadlock,
+    concurrent_checks_of_many_tokens_each_get_their_own_answer,
 );
 
 /// A login of `email` with [`PASSWORD`], as a spawnable future of its status.
@@ -199,4 +200,134 @@ async fn concurrent_logins_of_many_users_never_deadlock(backend: Backend) {
 
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(app.count_sessions().await, 40);
+}
+
+/// What a check of one token must answer.
+#[derive(Clone)]
+enum Expected {
+    /// 200 with this user and session.
+    Live { user_id: String, session_id: String },
+    /// 401: expired (and then deleted), or never issued.
+    Invalid,
+}
+
+/// `GET /auth/status` with `token`, as a spawnable future of its status and body.
+fn status_and_body(
+    app: &TestApp,
+    token: &str,
+) -> impl std::future::Future<Output = (u16, serde_json::Value)> + Send + 'static {
+    let request = app.client.get(app.url("/auth/status")).bearer_auth(token);
+    async move {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+async fn concurrent_checks_of_many_tokens_each_get_their_own_answer(backend: Backend) {
+    // One database thread, so that checks arriving while it is busy are
+    // answered together by one query; and a write on every check.
+    let app = spawn_app_with(backend, |s| {
+        s.pool.max_size = 1;
+        s.session.touch_interval = TimeDelta::zero();
+    })
+    .await;
+    let an_hour_ago = now_seconds() - TimeDelta::hours(1);
+    let long_ago = now_seconds() - app.settings.session.absolute_timeout - TimeDelta::days(1);
+    let mut live = Vec::new();
+    for i in 0..20 {
+        let user_id = app.insert_user(&format!("live-{i}@example.com")).await;
+        let (session_id, token) = app.insert_session(&user_id).await;
+        app.set_session_times(&session_id, an_hour_ago, an_hour_ago)
+            .await;
+        live.push((user_id, session_id, token));
+    }
+    let mut expired = Vec::new();
+    for i in 0..5 {
+        let user_id = app.insert_user(&format!("expired-{i}@example.com")).await;
+        let (session_id, token) = app.insert_session(&user_id).await;
+        app.set_session_times(&session_id, long_ago, long_ago).await;
+        expired.push((user_id, session_id, token));
+    }
+    let never_issued: Vec<String> = (0..5)
+        .map(|_| {
+            latchkey::domain::SessionToken::generate()
+                .0
+                .expose()
+                .to_owned()
+        })
+        .collect();
+    // Every live token three times (a token checked twice in one batch),
+    // every expired and unknown one once.
+    let mut checks: Vec<(String, Expected)> = Vec::new();
+    for _ in 0..3 {
+        for (user_id, session_id, token) in &live {
+            let expected = Expected::Live {
+                user_id: user_id.clone(),
+                session_id: session_id.clone(),
+            };
+            checks.push((token.clone(), expected));
+        }
+    }
+    for token in expired.iter().map(|(_, _, t)| t).chain(&never_issued) {
+        checks.push((token.clone(), Expected::Invalid));
+    }
+
+    // Rounds of all of them at once, until some query answered more than
+    // one check (the first round almost always does).
+    let mut rounds = 0;
+    let (queries, answered) = loop {
+        rounds += 1;
+        let started = now_seconds();
+        let requests = checks
+            .iter()
+            .map(|(token, _)| status_and_body(&app, token))
+            .collect();
+        let answers = join_all(requests).await;
+
+        for ((_, expected), (status, body)) in checks.iter().zip(&answers) {
+            match expected {
+                Expected::Live {
+                    user_id,
+                    session_id,
+                } => {
+                    assert_eq!(*status, 200, "{body}");
+                    assert_eq!(body["user"]["id"], user_id.as_str(), "{body}");
+                    assert_eq!(body["session"]["id"], session_id.as_str(), "{body}");
+                    assert!(api_time(&body["session"]["last_updated_at"]) >= started);
+                }
+                Expected::Invalid => {
+                    assert_eq!(*status, 401, "{body}");
+                    assert_eq!(body["error"], "invalid_token", "{body}");
+                }
+            }
+        }
+        // Every live session slid, every expired one deleted.
+        for (user_id, session_id, _) in &live {
+            let rows = app.session_rows(user_id).await;
+            assert_eq!(rows.len(), 1);
+            assert_eq!(&rows[0].id, session_id);
+            assert!(rows[0].last_updated_at >= started, "{:?}", rows[0]);
+        }
+        for (user_id, _, _) in &expired {
+            assert!(app.session_rows(user_id).await.is_empty());
+        }
+
+        let text = app.metrics_text().await;
+        let queries = metric(&text, "latchkey_token_checks_per_query_count", &[]).unwrap();
+        let answered = metric(&text, "latchkey_token_checks_per_query_sum", &[]).unwrap();
+        if queries < answered || rounds == 5 {
+            break (queries, answered);
+        }
+    };
+    let total = (checks.len() * rounds) as f64;
+    assert_eq!(
+        answered, total,
+        "every check was answered by exactly one query"
+    );
+    assert!(
+        queries < answered,
+        "{rounds} rounds of {} concurrent checks never shared a query",
+        checks.len()
+    );
 }
