@@ -304,7 +304,7 @@ pub struct ServeArgs {
     pub bcrypt_max_wait: Duration,
 
     /// Database connections in the pool (at most this many queries at
-    /// once); 0 means four per HTTP worker.
+    /// once); 0 means two per HTTP worker.
     #[arg(
         long,
         env = "LATCHKEY_DB_POOL_SIZE",

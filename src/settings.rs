@@ -29,10 +29,10 @@ pub const DEFAULT_BCRYPT_QUEUE: usize = 64;
 /// is answered 503: a full queue drains in about 7 s at cost 12 on 2 cores.
 pub const DEFAULT_BCRYPT_MAX_WAIT: &str = "10";
 pub const DEFAULT_PASSWORD_MIN_LENGTH: usize = 12;
-/// 0: four connections per HTTP worker (see [`Settings::pool_size`]).
+/// 0: two connections per HTTP worker (see [`Settings::pool_size`]).
 pub const DEFAULT_DB_POOL_SIZE: u32 = 0;
 /// Connections per HTTP worker when the pool size is left at 0.
-pub const DB_CONNECTIONS_PER_WORKER: u32 = 4;
+pub const DB_CONNECTIONS_PER_WORKER: u32 = 2;
 pub const DEFAULT_DB_ACQUIRE_TIMEOUT: &str = "2";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 pub const DEFAULT_CLIENT_TIMEOUT: &str = "5";
@@ -151,11 +151,15 @@ impl Settings {
         }
     }
 
-    /// Pooled database connections: as configured, or four per HTTP worker.
+    /// Pooled database connections: as configured, or two per HTTP worker.
     /// Every query holds one for its round trip, so this is also how many
-    /// queries run at once. Beyond a few per core, a database on the same
-    /// machine only spends the extra in context switches (bench/RESULTS.md);
-    /// a distant one, whose round trips are long, may want more.
+    /// queries run at once. Token checks are batched ([`crate::db::Batcher`]),
+    /// and fewer threads draining them make larger batches: in
+    /// `bench/run.sh` on 2 cores, 4 connections answered 15-20 % more checks
+    /// than 8 (status 44-47k against 38-40k/s, status-touch0 24k against
+    /// 20k/s, p99 4.1-4.5 against 6.3-7.1 ms), and 2 more still, but 2 would
+    /// leave one connection for everything else while the reaper holds the
+    /// other. A distant database, whose round trips are long, may want more.
     pub fn pool_size(&self) -> u32 {
         match self.pool.max_size {
             0 => u32::try_from(self.workers())
@@ -249,7 +253,7 @@ mod tests {
         let mut settings = defaults();
         assert_eq!(settings.pool.min_idle, None, "a fixed-size pool");
         settings.workers = 3;
-        assert_eq!(settings.pool_size(), 12);
+        assert_eq!(settings.pool_size(), 6);
         settings.pool.max_size = 5;
         assert_eq!(settings.pool_size(), 5);
         settings.workers = 0;
