@@ -206,11 +206,12 @@ mod tests {
         assert_eq!(*sizes.lock().unwrap(), [1, 1]);
     }
 
-    #[tokio::test]
-    async fn requests_that_arrive_while_the_threads_are_busy_share_one_batch() {
+    /// Queues five requests behind a busy thread with batches of at most
+    /// `max`, checks every answer and returns the sizes of the batches.
+    async fn five_requests_behind_a_busy_thread(max: usize) -> Vec<usize> {
         let (_dir, pool) = sqlite_pool(1);
         let threads = DbThreads::start(&pool, 1, Duration::from_secs(5)).unwrap();
-        let (batcher, sizes) = doubling(&threads, 64);
+        let (batcher, sizes) = doubling(&threads, max);
         let (busy, release) = occupy_the_thread(&threads).await;
         let handles = queue_behind_busy_thread(&batcher, 1..=5).await;
         release.store(true, Ordering::SeqCst);
@@ -218,23 +219,18 @@ mod tests {
         for (handle, input) in handles.into_iter().zip(1..=5) {
             assert_eq!(handle.await.unwrap().unwrap(), input * 2);
         }
-        assert_eq!(*sizes.lock().unwrap(), [5]);
         assert_eq!(batcher.pending(), 0);
+        sizes.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn requests_that_arrive_while_the_threads_are_busy_share_one_batch() {
+        assert_eq!(five_requests_behind_a_busy_thread(64).await, [5]);
     }
 
     #[tokio::test]
     async fn a_batch_takes_at_most_max_requests_and_leaves_the_rest_to_the_next() {
-        let (_dir, pool) = sqlite_pool(1);
-        let threads = DbThreads::start(&pool, 1, Duration::from_secs(5)).unwrap();
-        let (batcher, sizes) = doubling(&threads, 2);
-        let (busy, release) = occupy_the_thread(&threads).await;
-        let handles = queue_behind_busy_thread(&batcher, 1..=5).await;
-        release.store(true, Ordering::SeqCst);
-        busy.await.unwrap().unwrap();
-        for (handle, input) in handles.into_iter().zip(1..=5) {
-            assert_eq!(handle.await.unwrap().unwrap(), input * 2);
-        }
-        assert_eq!(*sizes.lock().unwrap(), [2, 2, 1]);
+        assert_eq!(five_requests_behind_a_busy_thread(2).await, [2, 2, 1]);
     }
 
     #[tokio::test]
