@@ -84,8 +84,12 @@ pub struct Check {
 /// write sliding every session whose last bump is older than the touch
 /// interval. The write is conditional on the rows still existing and on
 /// moving time forward, so it can neither resurrect a logged-out session
-/// nor go back in time; it locks rows by primary key and nothing else.
-/// Returns one answer per check, in order.
+/// nor go back in time. It locks rows by primary key only, in key order, as
+/// every other multi-row write here does; the exception is a `DELETE …
+/// WHERE user_id = ?` (logout-all, or a user's deletion cascading), which
+/// locks a user's sessions in user_id-index order and so can deadlock with a
+/// batch sliding two of that user's sessions. Both sides retry: the batch's
+/// requests never fail for it. Returns one answer per check, in order.
 pub fn authenticate(
     conn: &mut Connection,
     checks: &[Check],
@@ -133,7 +137,7 @@ pub fn authenticate(
     }
     if !stale.is_empty() {
         let ids: Vec<&str> = stale.iter().map(String::as_str).collect();
-        on_backend!(conn, |c| slide(&ids, now).execute(c))?;
+        retry_on_deadlock(|| on_backend!(conn, |c| slide(&ids, now).execute(c)))?;
     }
     Ok(answers)
 }
@@ -425,9 +429,13 @@ pub fn delete_for_user(
     .map(|n| n == 1)
 }
 
-/// Deletes every session of a user. Returns how many there were.
+/// Deletes every session of a user. Returns how many there were. One
+/// statement, retried if MySQL picks it as a deadlock's victim (see
+/// [`authenticate`]).
 pub fn delete_all_for_user(conn: &mut Connection, user_id: &str) -> QueryResult<usize> {
-    diesel::delete(tokens::table.filter(tokens::user_id.eq(user_id))).execute(conn)
+    retry_on_deadlock(|| {
+        diesel::delete(tokens::table.filter(tokens::user_id.eq(user_id))).execute(conn)
+    })
 }
 
 /// Deletes every session of a user but one, by primary key (see

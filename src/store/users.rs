@@ -167,19 +167,23 @@ pub fn set_admin(
 }
 
 /// Deletes a user and, by cascade, their sessions; refuses to delete the
-/// last admin (same locking as [`set_admin`]).
+/// last admin (same locking as [`set_admin`]). Retried whole if MySQL picks
+/// it as a deadlock's victim: the cascade locks the sessions in user_id
+/// order (see [`crate::store::sessions::authenticate`]).
 pub fn delete(conn: &mut Connection, id: &str) -> QueryResult<Result<User, AdminChangeRefused>> {
     use diesel::Connection as _;
-    conn.transaction(|conn| {
-        lock_admins(conn)?;
-        let Some(user) = find_by_id(conn, id)? else {
-            return Ok(Err(AdminChangeRefused::NotFound));
-        };
-        if user.admin && count_admins(conn)? <= 1 {
-            return Ok(Err(AdminChangeRefused::LastAdmin));
-        }
-        diesel::delete(users::table.find(id)).execute(conn)?;
-        Ok(Ok(user))
+    crate::store::sessions::retry_on_deadlock(|| {
+        conn.transaction(|conn| {
+            lock_admins(conn)?;
+            let Some(user) = find_by_id(conn, id)? else {
+                return Ok(Err(AdminChangeRefused::NotFound));
+            };
+            if user.admin && count_admins(conn)? <= 1 {
+                return Ok(Err(AdminChangeRefused::LastAdmin));
+            }
+            diesel::delete(users::table.find(id)).execute(conn)?;
+            Ok(Ok(user))
+        })
     })
 }
 

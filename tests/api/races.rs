@@ -331,3 +331,117 @@ async fn concurrent_checks_of_many_tokens_each_get_their_own_answer(backend: Bac
         checks.len()
     );
 }
+
+/// MySQL only (SQLite locks the whole database, so it never deadlocks): a
+/// batch that slides two sessions of one user locks them in key order, and a
+/// transaction holding the second while asking for the first closes a cycle.
+/// InnoDB rolls back the lighter side, the slide; the batch retries it, and
+/// its checks still succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_slide_loses_a_deadlock_retries_it_mysql() {
+    use diesel::prelude::*;
+    use latchkey::db::schema::authentication_tokens as tokens;
+    use latchkey::db::{PoolOptions, build_pool};
+    use latchkey::domain::TokenDigest;
+    use latchkey::store::sessions::{Check, Touch, authenticate};
+    use std::sync::mpsc;
+
+    let app = spawn_app_with(Backend::Mysql, |_| {}).await;
+    let user = app.insert_user("two-sessions@example.com").await;
+    // Ids are time-ordered: x sorts before y, so the slide locks x first.
+    let (x, x_token) = app.insert_session(&user).await;
+    let (y, y_token) = app.insert_session(&user).await;
+    let an_hour_ago = now_seconds() - TimeDelta::hours(1);
+    app.set_session_times(&x, an_hour_ago, an_hour_ago).await;
+    app.set_session_times(&y, an_hour_ago, an_hour_ago).await;
+    let other = app.insert_user("other@example.com").await;
+    let mut heavy = Vec::new();
+    for _ in 0..10 {
+        heavy.push(app.insert_session(&other).await.0);
+    }
+    let pool = build_pool(
+        &app.settings.database_url,
+        &PoolOptions {
+            max_size: 3,
+            min_idle: Some(0),
+            acquire_timeout: std::time::Duration::from_secs(5),
+        },
+    );
+
+    // A: a transaction that has written ten rows (so it is the heavier
+    // side), then holds y until told to ask for x.
+    let (holds_y, a_holds_y) = mpsc::channel();
+    let (ask_for_x, go) = mpsc::channel::<()>();
+    let a = std::thread::spawn({
+        let (pool, x, y) = (pool.clone(), x.clone(), y.clone());
+        move || {
+            let mut conn = pool.get().unwrap();
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                // One row at a time, by primary key: a multi-row UPDATE may
+                // scan (and so lock) the whole small table, x included.
+                for id in &heavy {
+                    diesel::update(tokens::table.find(id))
+                        .set(tokens::label.eq("a"))
+                        .execute(conn)?;
+                }
+                diesel::update(tokens::table.find(&y))
+                    .set(tokens::label.eq("a"))
+                    .execute(conn)?;
+                holds_y.send(()).unwrap();
+                go.recv().unwrap();
+                diesel::update(tokens::table.find(&x))
+                    .set(tokens::label.eq("a"))
+                    .execute(conn)?;
+                Ok(())
+            })
+        }
+    });
+    a_holds_y.recv().unwrap();
+
+    // B: one batch checking x and y, both due a slide.
+    let b = std::thread::spawn({
+        let (pool, policy) = (pool.clone(), app.settings.session);
+        move || {
+            let mut conn = pool.get().unwrap();
+            let checks = [x_token, y_token].map(|token| Check {
+                digest: TokenDigest::of_presented(&token).unwrap(),
+                touch: Touch::IfStale,
+            });
+            authenticate(&mut conn, &checks, &policy, latchkey::domain::now())
+        }
+    });
+    // Once B has slid x and waits for y, A asks for x. (MariaDB's
+    // INNODB_TRX does not list a transaction in a lock wait.)
+    let mut observer = pool.get().unwrap();
+    let mut waiting = || {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            // A slide that has run for 200 ms is waiting for a lock (y).
+            "(SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+              WHERE INFO LIKE 'UPDATE authentication_tokens SET last_updated_at%' \
+              AND TIME_MS > 200)",
+        ))
+        .get_result::<i64>(&mut **observer)
+        .unwrap()
+    };
+    let mut waited = 0;
+    while waiting() == 0 {
+        waited += 1;
+        assert!(waited < 500, "the batch never waited for y");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    ask_for_x.send(()).unwrap();
+
+    a.join().unwrap().expect("A, the heavier side, commits");
+    let answers = b.join().unwrap().expect("the batch retried its slide");
+    let ids: Vec<_> = answers
+        .iter()
+        .map(|answer| answer.as_ref().map(|(session, _)| session.id.clone()))
+        .collect();
+    assert_eq!(ids, [Some(x.clone()), Some(y.clone())]);
+    let rows = app.session_rows(&user).await;
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert_eq!(row.label.as_deref(), Some("a"), "A committed");
+        assert!(row.last_updated_at > an_hour_ago, "{row:?} was slid");
+    }
+}
