@@ -196,7 +196,6 @@ impl Application {
     }
 }
 
-/// Every minute, drops the throttle's full buckets; ends with the app.
 /// Token checks, batched: as many per query as arrive while the database
 /// threads are busy (see [`db::Batcher`]).
 fn token_checks(
@@ -214,6 +213,7 @@ fn token_checks(
     )
 }
 
+/// Every minute, drops the throttle's full buckets; ends with the app.
 fn forget_idle_buckets(throttle: std::sync::Weak<Throttle>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
