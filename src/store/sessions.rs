@@ -73,7 +73,6 @@ pub fn new_id() -> String {
 pub const MAX_CHECKS_PER_QUERY: usize = 64;
 
 /// One token check: the digest presented, and whether it counts as activity.
-#[derive(Clone)]
 pub struct Check {
     pub digest: TokenDigest,
     pub touch: Touch,
