@@ -135,7 +135,7 @@ fn check(pool: &MysqlPool, digest: &[u8], mode: Mode) -> Outcome {
     };
     if let Mode::Write = mode {
         let at = now();
-        let updated = sessions::slide(&[&session.id], at).execute(&mut conn);
+        let updated = sessions::slide(&[digest], at).execute(&mut conn);
         if updated.is_err() {
             return Outcome::Failed;
         }

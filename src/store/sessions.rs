@@ -120,23 +120,22 @@ pub fn authenticate(
             answers[first] = Some((session, user));
         }
     }
-    let mut stale: Vec<String> = Vec::new();
-    for (check, answer) in checks.iter().zip(&mut answers) {
+    let mut stale: Vec<&[u8]> = Vec::new();
+    for ((check, answer), &digest) in checks.iter().zip(&mut answers).zip(&digests) {
         let Some((session, _)) = answer else { continue };
         if !policy.is_live(session.created_at, session.last_updated_at, now) {
             delete_if_expired(conn, &session.id, policy, now)?;
             *answer = None;
         } else if check.touch == Touch::IfStale && policy.needs_touch(session.last_updated_at, now)
         {
-            if !stale.contains(&session.id) {
-                stale.push(session.id.clone());
+            if !stale.contains(&digest) {
+                stale.push(digest);
             }
             session.last_updated_at = now;
         }
     }
     if !stale.is_empty() {
-        let ids: Vec<&str> = stale.iter().map(String::as_str).collect();
-        retry_on_deadlock(|| on_backend!(conn, |c| slide(&ids, now).execute(c)))?;
+        retry_on_deadlock(|| on_backend!(conn, |c| slide(&stale, now).execute(c)))?;
     }
     Ok(answers)
 }
@@ -205,13 +204,15 @@ impl diesel::query_builder::QueryId for TokenHashIn<'_> {
 }
 
 /// The sliding bump: `UPDATE authentication_tokens SET last_updated_at = ?
-/// WHERE id IN (?, …) AND last_updated_at < ?`, written out as a statement
-/// diesel keeps prepared on each connection (one per padded size of the
-/// list). diesel never caches an UPDATE built with its DSL (a changeset's
-/// SQL may vary with its values), so every bump was prepared, run and
-/// closed: `bench/run.sh` counted one PREPARE per request in status-touch0.
+/// WHERE token_hash IN (?, …) AND last_updated_at < ?`, by the primary key
+/// on MySQL (see the migration `cluster_sessions_by_token_hash`), written
+/// out as a statement diesel keeps prepared on each connection (one per
+/// padded size of the list). diesel never caches an UPDATE built with its
+/// DSL (a changeset's SQL may vary with its values), so every bump was
+/// prepared, run and closed: `bench/run.sh` counted one PREPARE per request
+/// in status-touch0.
 pub struct SlideStatement<'a> {
-    ids: Vec<&'a str>,
+    digests: Vec<&'a [u8]>,
     at: NaiveDateTime,
 }
 
@@ -219,23 +220,23 @@ impl<DB> diesel::query_builder::QueryFragment<DB> for SlideStatement<'_>
 where
     DB: diesel::backend::Backend
         + diesel::sql_types::HasSqlType<diesel::sql_types::Timestamp>
-        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>,
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Binary>,
     NaiveDateTime: diesel::serialize::ToSql<diesel::sql_types::Timestamp, DB>,
-    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    [u8]: diesel::serialize::ToSql<diesel::sql_types::Binary, DB>,
 {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::{Text, Timestamp};
+        use diesel::sql_types::{Binary, Timestamp};
         out.push_sql("UPDATE authentication_tokens SET last_updated_at = ");
         out.push_bind_param::<Timestamp, _>(&self.at)?;
-        out.push_sql(" WHERE id IN (");
-        for (i, id) in self.ids.iter().enumerate() {
+        out.push_sql(" WHERE token_hash IN (");
+        for (i, digest) in self.digests.iter().enumerate() {
             if i > 0 {
                 out.push_sql(", ");
             }
-            out.push_bind_param::<Text, str>(*id)?;
+            out.push_bind_param::<Binary, [u8]>(*digest)?;
         }
         out.push_sql(") AND last_updated_at < ");
         out.push_bind_param::<Timestamp, _>(&self.at)?;
@@ -251,10 +252,11 @@ impl diesel::query_builder::QueryId for SlideStatement<'_> {
 
 impl<C> RunQueryDsl<C> for SlideStatement<'_> {}
 
-/// Slides sessions `ids` to `at`, except those gone or already later.
-pub fn slide<'a>(ids: &[&'a str], at: NaiveDateTime) -> SlideStatement<'a> {
+/// Slides the sessions of token digests `digests` to `at`, except those
+/// gone or already later.
+pub fn slide<'a>(digests: &[&'a [u8]], at: NaiveDateTime) -> SlideStatement<'a> {
     SlideStatement {
-        ids: padded(ids),
+        digests: padded(digests),
         at,
     }
 }
@@ -344,7 +346,8 @@ pub fn insert(conn: &mut Connection, new: &NewSession<'_>) -> QueryResult<()> {
 /// Deletes the user's expired sessions, then the least recently used live
 /// ones until one more fits under the cap. Returns how many live ones it evicted.
 ///
-/// The sessions are read, then deleted by primary key. A `DELETE … WHERE
+/// The sessions are read, then deleted by token digest, the primary key on
+/// MySQL. A `DELETE … WHERE
 /// user_id = ?` would take gap locks on the user_id index in MySQL, and two
 /// first logins of users whose ids are neighbours would each wait to insert
 /// into the gap the other holds: a deadlock (seen under load in bench/).
@@ -355,31 +358,36 @@ fn make_room(
     policy: &SessionPolicy,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    let newest_first: Vec<(String, NaiveDateTime, NaiveDateTime)> = tokens::table
+    let newest_first: Vec<(Vec<u8>, NaiveDateTime, NaiveDateTime)> = tokens::table
         .filter(tokens::user_id.eq(user_id))
         .order((tokens::last_updated_at.desc(), tokens::id.desc()))
-        .select((tokens::id, tokens::created_at, tokens::last_updated_at))
+        .select((
+            tokens::token_hash,
+            tokens::created_at,
+            tokens::last_updated_at,
+        ))
         .load(conn)?;
     let (live, expired): (Vec<_>, Vec<_>) = newest_first
         .into_iter()
         .partition(|(_, created, last)| policy.is_live(*created, *last, now));
     let keep = (cap as usize).saturating_sub(1);
     let evicted = live.len().saturating_sub(keep);
-    let doomed: Vec<String> = expired
+    let doomed: Vec<Vec<u8>> = expired
         .into_iter()
         .chain(live.into_iter().skip(keep))
-        .map(|(id, _, _)| id)
+        .map(|(digest, _, _)| digest)
         .collect();
-    delete_by_ids(conn, &doomed)?;
+    delete_by_digests(conn, &doomed)?;
     Ok(evicted)
 }
 
-/// Deletes sessions by primary key (row locks only, never gap locks).
-fn delete_by_ids(conn: &mut Connection, ids: &[String]) -> QueryResult<usize> {
-    if ids.is_empty() {
+/// Deletes sessions by token digest, the primary key on MySQL (row locks
+/// only, never gap locks, taken in key order like the sliding bump's).
+fn delete_by_digests(conn: &mut Connection, digests: &[Vec<u8>]) -> QueryResult<usize> {
+    if digests.is_empty() {
         return Ok(0);
     }
-    diesel::delete(tokens::table.filter(tokens::id.eq_any(ids))).execute(conn)
+    diesel::delete(tokens::table.filter(tokens::token_hash.eq_any(digests))).execute(conn)
 }
 
 /// Runs a write transaction again when the database chose it as the victim
@@ -444,12 +452,12 @@ pub fn delete_all_for_user_except(
     user_id: &str,
     keep: &str,
 ) -> QueryResult<usize> {
-    let others: Vec<String> = tokens::table
+    let others: Vec<Vec<u8>> = tokens::table
         .filter(tokens::user_id.eq(user_id))
         .filter(tokens::id.ne(keep))
-        .select(tokens::id)
+        .select(tokens::token_hash)
         .load(conn)?;
-    delete_by_ids(conn, &others)
+    delete_by_digests(conn, &others)
 }
 
 /// How many live sessions each of the given users has (users with none are
@@ -482,7 +490,8 @@ pub fn count_live_for_user(
 }
 
 /// Deletes up to `batch` expired sessions and returns how many it deleted.
-/// Bounded so that a backlog of a million rows never holds locks for long;
+/// The expired rows are read, then deleted by token digest (the primary key
+/// on MySQL). Bounded so that a backlog of a million rows never holds locks for long;
 /// safe to run from several instances at once (a row deleted twice is
 /// simply not found the second time).
 pub fn delete_expired_batch(
@@ -491,24 +500,26 @@ pub fn delete_expired_batch(
     now: NaiveDateTime,
     batch: i64,
 ) -> QueryResult<usize> {
-    let expired: Vec<String> = tokens::table
+    let expired: Vec<Vec<u8>> = tokens::table
         .filter(
             tokens::last_updated_at
                 .le(policy.idle_cutoff(now))
                 .or(tokens::created_at.le(policy.absolute_cutoff(now))),
         )
-        .select(tokens::id)
+        .select(tokens::token_hash)
         .limit(batch)
         .load(conn)?;
     if expired.is_empty() {
         return Ok(0);
     }
     diesel::delete(
-        tokens::table.filter(tokens::id.eq_any(&expired)).filter(
-            tokens::last_updated_at
-                .le(policy.idle_cutoff(now))
-                .or(tokens::created_at.le(policy.absolute_cutoff(now))),
-        ),
+        tokens::table
+            .filter(tokens::token_hash.eq_any(&expired))
+            .filter(
+                tokens::last_updated_at
+                    .le(policy.idle_cutoff(now))
+                    .or(tokens::created_at.le(policy.absolute_cutoff(now))),
+            ),
     )
     .execute(conn)
 }

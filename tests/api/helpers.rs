@@ -313,43 +313,16 @@ impl TestApp {
     /// need many users. The user cannot log in. Returns the id.
     pub async fn insert_user(&self, email: &str) -> String {
         let email = email.to_owned();
-        self.with_db(move |conn| {
-            let id = latchkey::store::users::new_id();
-            let now = latchkey::domain::now();
-            latchkey::store::users::insert(
-                conn,
-                &latchkey::store::users::NewUser {
-                    id: &id,
-                    email: &email,
-                    password_hash: "$2b$04$not.a.real.hash.for.tests.only.................",
-                    admin: false,
-                    created_at: now,
-                    updated_at: now,
-                },
-            )
-            .expect("user inserted");
-            id
-        })
-        .await
+        self.with_db(move |conn| insert_user_row(conn, &email))
+            .await
     }
 
     /// Inserts a live session row for a user directly, as a login would.
     /// Returns `(session_id, token)`.
     pub async fn insert_session(&self, user_id: &str) -> (String, String) {
-        use latchkey::store::sessions::{ClientInfo, NewSession, insert};
         let user_id = user_id.to_owned();
-        self.with_db(move |conn| {
-            let (token, digest) = latchkey::domain::SessionToken::generate();
-            let id = latchkey::store::sessions::new_id();
-            let client = ClientInfo::default();
-            insert(
-                conn,
-                &NewSession::new(&id, &user_id, &digest, &client, latchkey::domain::now()),
-            )
-            .expect("session inserted");
-            (id, token.expose().to_owned())
-        })
-        .await
+        self.with_db(move |conn| insert_session_row(conn, &user_id))
+            .await
     }
 
     /// The Prometheus text of `GET /metrics` on the API's port.
@@ -528,6 +501,61 @@ pub fn api_time(value: &Value) -> NaiveDateTime {
     chrono::DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{text} is not RFC 3339: {e}"))
         .naive_utc()
+}
+
+/// See [`TestApp::insert_user`].
+pub fn insert_user_row(conn: &mut db::Connection, email: &str) -> String {
+    let id = latchkey::store::users::new_id();
+    let now = latchkey::domain::now();
+    latchkey::store::users::insert(
+        conn,
+        &latchkey::store::users::NewUser {
+            id: &id,
+            email,
+            password_hash: "$2b$04$not.a.real.hash.for.tests.only.................",
+            admin: false,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .expect("user inserted");
+    id
+}
+
+/// See [`TestApp::insert_session`].
+pub fn insert_session_row(conn: &mut db::Connection, user_id: &str) -> (String, String) {
+    use latchkey::store::sessions::{ClientInfo, NewSession, insert};
+    let (token, digest) = latchkey::domain::SessionToken::generate();
+    let id = latchkey::store::sessions::new_id();
+    let client = ClientInfo::default();
+    insert(
+        conn,
+        &NewSession::new(&id, user_id, &digest, &client, latchkey::domain::now()),
+    )
+    .expect("session inserted");
+    (id, token.expose().to_owned())
+}
+
+/// Starts latchkey on a database that had only the first release's schema
+/// (its first migration) when `arrange` ran on it: latchkey applies the
+/// later migrations as it starts, as an upgrade in production does.
+pub async fn spawn_app_upgraded<T>(
+    backend: Backend,
+    arrange: impl FnOnce(&mut db::Connection) -> T,
+) -> (TestApp, T) {
+    use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
+    const MYSQL: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+    const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+    let database = TestDatabase::create(backend);
+    let mut conn = db::connect(&database.url).expect("a connection to the test database");
+    match &mut conn {
+        db::Connection::Mysql(c) => c.run_next_migration(MYSQL).map(drop),
+        db::Connection::Sqlite(c) => c.run_next_migration(SQLITE).map(drop),
+    }
+    .expect("the first migration applied");
+    let arranged = arrange(&mut conn);
+    drop(conn);
+    (spawn_app_in(database, |_| {}).await, arranged)
 }
 
 /// A database that exists for one test only.

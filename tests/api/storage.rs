@@ -5,7 +5,10 @@ use latchkey::db::schema::users;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::helpers::{Backend, SessionRow, assert_error, spawn_app};
+use crate::helpers::{
+    Backend, SessionRow, assert_error, insert_session_row, insert_user_row, spawn_app,
+    spawn_app_upgraded,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -14,6 +17,7 @@ on_both_backends!(
     the_password_is_stored_only_as_a_bcrypt_hash,
     no_response_contains_the_password_hash,
     deleting_a_user_deletes_their_sessions,
+    sessions_stored_before_an_upgrade_keep_working,
 );
 
 fn sha256(token: &str) -> Vec<u8> {
@@ -197,4 +201,57 @@ async fn deleting_a_user_deletes_their_sessions(backend: Backend) {
     assert_eq!(app.count_sessions().await, 1);
     assert_error(app.status(&alice.token).await, 401, "invalid_token").await;
     assert_eq!(app.status(&bob.token).await.status(), 200);
+}
+
+/// The migrations after the first release's (on MySQL: the sessions table
+/// clustered by token_hash) keep every stored session and user.
+async fn sessions_stored_before_an_upgrade_keep_working(backend: Backend) {
+    // Arrange
+    let (app, (user_id, session_id, token)) = spawn_app_upgraded(backend, |conn| {
+        let user_id = insert_user_row(conn, "before-the-upgrade@example.com");
+        let (session_id, token) = insert_session_row(conn, &user_id);
+        (user_id, session_id, token)
+    })
+    .await;
+
+    // Act
+    let response = app.status(&token).await;
+
+    // Assert
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["user"]["id"], user_id.as_str());
+    assert_eq!(body["user"]["email"], "before-the-upgrade@example.com");
+    assert_eq!(body["session"]["id"], session_id.as_str());
+    let rows = app.session_rows(&user_id).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, session_id);
+    assert_eq!(rows[0].token_hash, sha256(&token));
+    if backend == Backend::Mysql {
+        assert_eq!(primary_key(&app).await, ["token_hash"]);
+    }
+    let logout = app.post_with_token("/auth/logout", &token).await;
+    assert_eq!(logout.status(), 204);
+    assert!(app.session_rows(&user_id).await.is_empty());
+    assert_error(app.status(&token).await, 401, "invalid_token").await;
+}
+
+/// The columns of the MySQL primary key of `authentication_tokens`.
+async fn primary_key(app: &crate::helpers::TestApp) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct KeyColumn {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        column_name: String,
+    }
+    app.with_db(|conn| {
+        let columns: Vec<KeyColumn> = diesel::sql_query(
+            "SELECT COLUMN_NAME AS column_name FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'authentication_tokens' \
+             AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+        )
+        .load(conn)
+        .expect("the primary key's columns");
+        columns.into_iter().map(|c| c.column_name).collect()
+    })
+    .await
 }
