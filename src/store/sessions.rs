@@ -491,9 +491,9 @@ pub fn count_live_for_user(
 
 /// Deletes up to `batch` expired sessions and returns how many it deleted.
 /// The expired rows are read, then deleted by token digest (the primary key
-/// on MySQL). Bounded so that a backlog of a million rows never holds locks for long;
-/// safe to run from several instances at once (a row deleted twice is
-/// simply not found the second time).
+/// on MySQL). Bounded so that a backlog of a million rows never holds locks
+/// for long; safe to run from several instances at once (a row deleted
+/// twice is simply not found the second time).
 pub fn delete_expired_batch(
     conn: &mut Connection,
     policy: &SessionPolicy,

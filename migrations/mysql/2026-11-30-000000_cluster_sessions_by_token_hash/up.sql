@@ -1,13 +1,14 @@
 -- InnoDB stores a table's rows in the leaves of its primary key. Keyed by
 -- id, a token check went down two B-trees: the unique index on token_hash,
 -- then the primary key for the row. Keyed by token_hash, the check's one
--- descent ends at the row. On a 1,000,000-row table (bench/run.sh's scale
--- scenario) that took MariaDB's CPU per check from 30 to 22 µs (18 µs on a
--- 1,000-row table). id stays the session's public name, with its own
--- unique index, for the rarer lookups by id (logout, revoke).
+-- descent ends at the row. With 1,000 sessions in use among 1,000,000
+-- (bench/run.sh's scale scenario), checks then ran at 0.87-0.93 of their
+-- speed on a 1,000-row table instead of 0.71-0.77. id stays the session's
+-- public name, with a unique index of its own, for the rarer lookups by id
+-- (logout, revoke).
 --
--- The primary key change rebuilds the table: about 6 s per million
--- sessions on a 2-core machine, online (reads and writes continue).
+-- The primary key change rebuilds the table: 6-8 s per million sessions
+-- on the 2-core benchmark machine, online (reads and writes continue).
 ALTER TABLE authentication_tokens
     DROP PRIMARY KEY,
     DROP KEY authentication_tokens_token_hash_key,
