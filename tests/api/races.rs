@@ -348,9 +348,17 @@ async fn a_batch_whose_slide_loses_a_deadlock_retries_it_mysql() {
 
     let app = spawn_app_with(Backend::Mysql, |_| {}).await;
     let user = app.insert_user("two-sessions@example.com").await;
-    // Ids are time-ordered: x sorts before y, so the slide locks x first.
-    let (x, x_token) = app.insert_session(&user).await;
-    let (y, y_token) = app.insert_session(&user).await;
+    // The slide locks rows in primary-key order, by token digest on MySQL:
+    // x is the session whose digest sorts first, so the slide locks x first.
+    let first = app.insert_session(&user).await;
+    let second = app.insert_session(&user).await;
+    let digest = |token: &str| TokenDigest::of_presented(token).unwrap();
+    let ((x, x_token), (y, y_token)) = if digest(&first.1).as_bytes() < digest(&second.1).as_bytes()
+    {
+        (first, second)
+    } else {
+        (second, first)
+    };
     let an_hour_ago = now_seconds() - TimeDelta::hours(1);
     app.set_session_times(&x, an_hour_ago, an_hour_ago).await;
     app.set_session_times(&y, an_hour_ago, an_hour_ago).await;
