@@ -13,10 +13,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// `id` is the key diesel uses (`find`): the session's public name. On
-    /// MySQL the table is clustered by `token_hash` (its primary key there,
-    /// see migrations/mysql/*_cluster_sessions_by_token_hash), `id` has a
-    /// unique index of its own.
+    /// `id` is the key diesel uses (`find`): the session's public name. The
+    /// table itself is keyed (clustered) by `token_hash`, see the migrations
+    /// `*_cluster_sessions_by_token_hash`; `id` has a unique index of its own.
     authentication_tokens (id) {
         id -> Text,
         user_id -> Text,

@@ -205,7 +205,7 @@ impl diesel::query_builder::QueryId for TokenHashIn<'_> {
 
 /// The sliding bump: `UPDATE authentication_tokens SET last_updated_at = ?
 /// WHERE token_hash IN (?, …) AND last_updated_at < ?`, by the primary key
-/// on MySQL (see the migration `cluster_sessions_by_token_hash`), written
+/// (see the migrations `cluster_sessions_by_token_hash`), written
 /// out as a statement diesel keeps prepared on each connection (one per
 /// padded size of the list). diesel never caches an UPDATE built with its
 /// DSL (a changeset's SQL may vary with its values), so every bump was
@@ -346,8 +346,8 @@ pub fn insert(conn: &mut Connection, new: &NewSession<'_>) -> QueryResult<()> {
 /// Deletes the user's expired sessions, then the least recently used live
 /// ones until one more fits under the cap. Returns how many live ones it evicted.
 ///
-/// The sessions are read, then deleted by token digest, the primary key on
-/// MySQL. A `DELETE … WHERE
+/// The sessions are read, then deleted by token digest, the primary key. A
+/// `DELETE … WHERE
 /// user_id = ?` would take gap locks on the user_id index in MySQL, and two
 /// first logins of users whose ids are neighbours would each wait to insert
 /// into the gap the other holds: a deadlock (seen under load in bench/).
@@ -381,7 +381,7 @@ fn make_room(
     Ok(evicted)
 }
 
-/// Deletes sessions by token digest, the primary key on MySQL (row locks
+/// Deletes sessions by token digest, the primary key (row locks
 /// only, never gap locks, taken in key order like the sliding bump's).
 fn delete_by_digests(conn: &mut Connection, digests: &[Vec<u8>]) -> QueryResult<usize> {
     if digests.is_empty() {
@@ -490,8 +490,8 @@ pub fn count_live_for_user(
 }
 
 /// Deletes up to `batch` expired sessions and returns how many it deleted.
-/// The expired rows are read, then deleted by token digest (the primary key
-/// on MySQL). Bounded so that a backlog of a million rows never holds locks
+/// The expired rows are read, then deleted by token digest (the primary
+/// key). Bounded so that a backlog of a million rows never holds locks
 /// for long; safe to run from several instances at once (a row deleted
 /// twice is simply not found the second time).
 pub fn delete_expired_batch(

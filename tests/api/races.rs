@@ -348,7 +348,7 @@ async fn a_batch_whose_slide_loses_a_deadlock_retries_it_mysql() {
 
     let app = spawn_app_with(Backend::Mysql, |_| {}).await;
     let user = app.insert_user("two-sessions@example.com").await;
-    // The slide locks rows in primary-key order, by token digest on MySQL:
+    // The slide locks rows in primary-key order, by token digest:
     // x is the session whose digest sorts first, so the slide locks x first.
     let first = app.insert_session(&user).await;
     let second = app.insert_session(&user).await;

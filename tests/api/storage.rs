@@ -203,8 +203,8 @@ async fn deleting_a_user_deletes_their_sessions(backend: Backend) {
     assert_eq!(app.status(&bob.token).await.status(), 200);
 }
 
-/// The migrations after the first release's (on MySQL: the sessions table
-/// clustered by token_hash) keep every stored session and user.
+/// The migrations after the first release's (the sessions table clustered
+/// by token_hash) keep every stored session and user.
 async fn sessions_stored_before_an_upgrade_keep_working(backend: Backend) {
     // Arrange
     let (app, (user_id, session_id, token)) = spawn_app_upgraded(backend, |conn| {
@@ -227,30 +227,35 @@ async fn sessions_stored_before_an_upgrade_keep_working(backend: Backend) {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].id, session_id);
     assert_eq!(rows[0].token_hash, sha256(&token));
-    if backend == Backend::Mysql {
-        assert_eq!(primary_key(&app).await, ["token_hash"]);
-    }
+    assert_eq!(primary_key(&app, backend).await, ["token_hash"]);
     let logout = app.post_with_token("/auth/logout", &token).await;
     assert_eq!(logout.status(), 204);
     assert!(app.session_rows(&user_id).await.is_empty());
     assert_error(app.status(&token).await, 401, "invalid_token").await;
 }
 
-/// The columns of the MySQL primary key of `authentication_tokens`.
-async fn primary_key(app: &crate::helpers::TestApp) -> Vec<String> {
+/// The columns of the primary key of `authentication_tokens`.
+async fn primary_key(app: &crate::helpers::TestApp, backend: Backend) -> Vec<String> {
     #[derive(QueryableByName)]
     struct KeyColumn {
         #[diesel(sql_type = diesel::sql_types::Text)]
         column_name: String,
     }
-    app.with_db(|conn| {
-        let columns: Vec<KeyColumn> = diesel::sql_query(
+    let query = match backend {
+        Backend::Mysql => {
             "SELECT COLUMN_NAME AS column_name FROM information_schema.KEY_COLUMN_USAGE \
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'authentication_tokens' \
-             AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
-        )
-        .load(conn)
-        .expect("the primary key's columns");
+             AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION"
+        }
+        Backend::Sqlite => {
+            "SELECT name AS column_name FROM pragma_table_info('authentication_tokens') \
+             WHERE pk > 0 ORDER BY pk"
+        }
+    };
+    app.with_db(move |conn| {
+        let columns: Vec<KeyColumn> = diesel::sql_query(query)
+            .load(conn)
+            .expect("the primary key's columns");
         columns.into_iter().map(|c| c.column_name).collect()
     })
     .await
