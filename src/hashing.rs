@@ -415,28 +415,49 @@ mod tests {
     #[tokio::test]
     async fn a_check_that_waited_past_the_bound_is_refused_without_running() {
         let settings = HashingSettings {
-            bcrypt_cost: 8,
+            bcrypt_cost: 4,
             pepper: None,
             threads: 1,
             queue: 8,
-            max_wait: Duration::from_millis(1),
+            max_wait: Duration::from_millis(500),
         };
         let h = PasswordHasher::start(&settings, None).unwrap();
-        let stored = h.hash(pw("the right password")).await.unwrap();
+        let stored = bcrypt::hash(prehash(None, "the right password"), 4).unwrap();
 
-        // The first check holds the only thread for a whole bcrypt run (far
-        // more than 1 ms); the second waits behind it.
-        let (first, second) = tokio::join!(
-            h.verify(pw("the right password"), Some(stored.clone())),
-            h.verify(pw("the right password"), Some(stored)),
-        );
-
-        assert_eq!(
-            first.unwrap(),
-            Verification::Match {
-                upgraded_hash: None
+        // A job holds the only thread until released. It is itself refused
+        // if the thread (under SCHED_IDLE) picks it up only after the bound,
+        // as on a machine kept busy by other work: then queue another.
+        let mut attempts = 0;
+        let (blocker, release) = loop {
+            attempts += 1;
+            assert!(attempts <= 100, "no blocking job ever started");
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let (started, has_started) = oneshot::channel::<()>();
+            let blocker = tokio::spawn({
+                let h = h.clone();
+                async move {
+                    h.run(move || {
+                        let _ = started.send(());
+                        let _ = released.recv();
+                    })
+                    .await
+                }
+            });
+            if has_started.await.is_ok() {
+                break (blocker, release);
             }
-        );
+            assert!(matches!(blocker.await.unwrap(), Err(HashError::Busy)));
+        };
+        // The check queues behind it and waits past the bound.
+        let check = tokio::spawn({
+            let h = h.clone();
+            async move { h.verify(pw("the right password"), Some(stored)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        release.send(()).unwrap();
+
+        blocker.await.unwrap().unwrap();
+        let second = check.await.unwrap();
         assert!(matches!(second, Err(HashError::Busy)), "{second:?}");
         assert_eq!(h.waiting(), 0);
     }
