@@ -33,6 +33,7 @@ use latchkey::db::{self, Connection, DatabaseUrl};
 use latchkey::domain::{Password, SessionToken, TokenDigest, now};
 use latchkey::hashing::{PasswordHasher, Verification};
 use latchkey::settings::{DEFAULT_BCRYPT_COST, HashingSettings};
+use latchkey::store::events::Origin;
 use latchkey::store::sessions::{self, ClientInfo, NewSession};
 use latchkey::store::users::{self as user_store, NewUser};
 
@@ -227,7 +228,7 @@ fn seeded_times() -> (NaiveDateTime, NaiveDateTime) {
 
 fn client() -> ClientInfo {
     ClientInfo {
-        user_agent: Some("latchkey-bench-seed".into()),
+        origin: Origin::new(None, Some("latchkey-bench-seed")),
         label: Some("bench".into()),
     }
 }

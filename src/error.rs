@@ -15,8 +15,6 @@ use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::hashing::HashError;
-
 /// What the JSON endpoints accept, for 415 messages.
 pub const JSON_BODY: &str = "JSON (Content-Type: application/json)";
 
@@ -44,6 +42,14 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("this would leave no admin; promote another user first")]
     LastAdmin,
+    #[error("the code is invalid, expired or already used")]
+    InvalidCode,
+    #[error("the email address is not verified yet; follow the link in the verification mail")]
+    EmailUnverified,
+    #[error("the email address is already verified")]
+    AlreadyVerified,
+    #[error("no mail or webhook delivery is configured")]
+    DeliveryUnavailable,
     #[error("a valid introspection service key is required")]
     InvalidServiceKey,
     #[error("this method is not allowed here")]
@@ -93,6 +99,10 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::LastAdmin => "last_admin",
+            Self::InvalidCode => "invalid_code",
+            Self::EmailUnverified => "email_unverified",
+            Self::AlreadyVerified => "email_already_verified",
+            Self::DeliveryUnavailable => "delivery_unavailable",
             Self::InvalidServiceKey => "invalid_service_key",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
@@ -110,18 +120,24 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidCode => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::EmailTaken | Self::Conflict | Self::LastAdmin => StatusCode::CONFLICT,
+            Self::EmailTaken | Self::Conflict | Self::LastAdmin | Self::AlreadyVerified => {
+                StatusCode::CONFLICT
+            }
             Self::InvalidCredentials | Self::Unauthorized(_) | Self::InvalidServiceKey => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::WrongCurrentPassword | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::WrongCurrentPassword | Self::Forbidden(_) | Self::EmailUnverified => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::Unavailable(_) | Self::DeliveryUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -273,14 +289,5 @@ impl From<diesel::result::Error> for ApiError {
 impl From<diesel::r2d2::PoolError> for ApiError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         Self::Unavailable(anyhow::Error::new(error).context("no database connection available"))
-    }
-}
-
-impl From<HashError> for ApiError {
-    fn from(error: HashError) -> Self {
-        match error {
-            HashError::Busy => Self::Overloaded,
-            other => Self::internal("password hashing failed", other),
-        }
     }
 }

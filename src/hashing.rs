@@ -26,6 +26,7 @@ use sha2::Sha256;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::domain::Password;
+use crate::error::ApiError;
 use crate::settings::HashingSettings;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -38,6 +39,15 @@ pub enum HashError {
     Stopped,
     #[error("bcrypt failed: {0}")]
     Bcrypt(#[from] bcrypt::BcryptError),
+}
+
+impl From<HashError> for ApiError {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy => Self::Overloaded,
+            other => Self::internal("password hashing failed", other),
+        }
+    }
 }
 
 /// The outcome of checking a password against a stored hash.

@@ -22,6 +22,8 @@ fn one_line(error: &clap::Error) -> String {
             "DATABASE_URL",
             "LATCHKEY_PEPPER",
             "LATCHKEY_INTROSPECT_KEYS",
+            "LATCHKEY_MAIL_URL",
+            "LATCHKEY_WEBHOOK_SECRET",
         ]
         .iter()
         .any(|name| arg.contains(name)),

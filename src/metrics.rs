@@ -28,6 +28,14 @@ pub struct Metrics {
     pub bcrypt_wait_seconds: Histogram,
     /// How many token checks each query answered (see `db::Batcher`).
     pub token_checks_per_query: Histogram,
+    /// Outbox messages delivered (SMTP accepted them, or the webhook answered 2xx).
+    pub outbox_sent: IntCounter,
+    /// Outbox messages dropped unsent because their code expired first.
+    pub outbox_failed: IntCounter,
+    /// Delivery attempts that failed and were rescheduled.
+    pub outbox_retried: IntCounter,
+    /// Messages waiting in the outbox, as the sender last counted them.
+    pub outbox_depth: IntGauge,
     bcrypt_queue_depth: IntGauge,
     db_queue_depth: IntGauge,
     db_connections: IntGaugeVec,
@@ -56,6 +64,22 @@ impl Metrics {
             "sessions_reaped_total",
             "Expired sessions deleted by the reaper",
         );
+        let outbox_sent = counter(
+            "outbox_sent_total",
+            "Outbox messages delivered by SMTP or webhook",
+        );
+        let outbox_failed = counter(
+            "outbox_failed_total",
+            "Outbox messages dropped unsent because their code expired",
+        );
+        let outbox_retried = counter(
+            "outbox_retried_total",
+            "Outbox delivery attempts that failed and were rescheduled",
+        );
+        let outbox_depth = IntGauge::with_opts(
+            Opts::new("outbox_depth", "Messages waiting in the outbox").namespace(NAMESPACE),
+        )
+        .expect("valid metric");
         let bcrypt_wait_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "bcrypt_wait_seconds",
@@ -102,6 +126,10 @@ impl Metrics {
             Box::new(sessions_reaped.clone()),
             Box::new(bcrypt_wait_seconds.clone()),
             Box::new(token_checks_per_query.clone()),
+            Box::new(outbox_sent.clone()),
+            Box::new(outbox_failed.clone()),
+            Box::new(outbox_retried.clone()),
+            Box::new(outbox_depth.clone()),
             Box::new(bcrypt_queue_depth.clone()),
             Box::new(db_queue_depth.clone()),
             Box::new(db_connections.clone()),
@@ -118,6 +146,10 @@ impl Metrics {
             sessions_reaped,
             bcrypt_wait_seconds,
             token_checks_per_query,
+            outbox_sent,
+            outbox_failed,
+            outbox_retried,
+            outbox_depth,
             bcrypt_queue_depth,
             db_queue_depth,
             db_connections,

@@ -1,29 +1,46 @@
-//! The background reaper: deletes expired sessions every
-//! `LATCHKEY_REAP_INTERVAL`, in batches of `LATCHKEY_REAP_BATCH` rows, so a
-//! large backlog never holds locks for long. Every instance may run one;
+//! The background reaper: every `LATCHKEY_REAP_INTERVAL` it deletes expired
+//! sessions, expired one-time codes and security events older than
+//! `LATCHKEY_EVENT_RETENTION`, in batches of `LATCHKEY_REAP_BATCH` rows, so
+//! a large backlog never holds locks for long. Every instance may run one;
 //! deleting an already-deleted row is a no-op.
 
 use std::time::Duration;
 
 use actix_web::web;
+use chrono::TimeDelta;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::db::Pool;
+use crate::db::{Connection, Pool};
 use crate::domain::{SessionPolicy, now};
-use crate::store::sessions;
+use crate::store::{codes, events, sessions};
 
 pub struct Reaper {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
+/// What the reaper deletes, and how much per statement.
+#[derive(Debug, Clone, Copy)]
+pub struct ReapPlan {
+    pub policy: SessionPolicy,
+    pub event_retention: TimeDelta,
+    pub batch: i64,
+}
+
+/// How many rows one pass deleted, per table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    pub sessions: usize,
+    pub codes: usize,
+    pub events: usize,
+}
+
 impl Reaper {
     pub fn spawn(
         pool: Pool,
-        policy: SessionPolicy,
+        plan: ReapPlan,
         interval: Duration,
-        batch: i64,
         reaped: prometheus::IntCounter,
     ) -> Self {
         let (stop, mut stopped) = watch::channel(false);
@@ -33,13 +50,18 @@ impl Reaper {
                     _ = stopped.changed() => break,
                     () = tokio::time::sleep(interval) => {}
                 }
-                match reap_all(&pool, policy, batch, &stopped).await {
-                    Ok(0) => {}
-                    Ok(deleted) => {
-                        reaped.inc_by(deleted as u64);
-                        tracing::info!(deleted, "reaped expired sessions");
+                match reap_all(&pool, plan, &stopped).await {
+                    Ok(done) if done == Reaped::default() => {}
+                    Ok(done) => {
+                        reaped.inc_by(done.sessions as u64);
+                        tracing::info!(
+                            sessions = done.sessions,
+                            codes = done.codes,
+                            events = done.events,
+                            "reaped expired sessions, codes and events"
+                        );
                     }
-                    Err(e) => tracing::warn!(error = %e, "reaping expired sessions failed"),
+                    Err(e) => tracing::warn!(error = %e, "reaping expired rows failed"),
                 }
             }
         });
@@ -53,24 +75,48 @@ impl Reaper {
     }
 }
 
-/// Deletes batches until one comes back short, or a stop is requested.
+/// Deletes batches of each kind until one comes back short, or a stop is
+/// requested.
 pub async fn reap_all(
     pool: &Pool,
-    policy: SessionPolicy,
+    plan: ReapPlan,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<Reaped> {
+    let batch = plan.batch;
+    let sessions = reap(pool, batch, stopped, move |conn| {
+        sessions::delete_expired_batch(conn, &plan.policy, now(), batch)
+    })
+    .await?;
+    let codes = reap(pool, batch, stopped, move |conn| {
+        codes::delete_expired_batch(conn, now(), batch)
+    })
+    .await?;
+    let events = reap(pool, batch, stopped, move |conn| {
+        events::delete_older_than_batch(conn, now() - plan.event_retention, batch)
+    })
+    .await?;
+    Ok(Reaped {
+        sessions,
+        codes,
+        events,
+    })
+}
+
+/// Runs `delete_batch` on a blocking thread until it deletes fewer than
+/// `batch` rows; returns the total.
+async fn reap(
+    pool: &Pool,
     batch: i64,
     stopped: &watch::Receiver<bool>,
+    delete_batch: impl Fn(&mut Connection) -> diesel::QueryResult<usize> + Clone + Send + 'static,
 ) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
         let pool = pool.clone();
+        let delete_batch = delete_batch.clone();
         let deleted = web::block(move || -> anyhow::Result<usize> {
             let mut conn = pool.get()?;
-            Ok(sessions::delete_expired_batch(
-                &mut conn,
-                &policy,
-                now(),
-                batch,
-            )?)
+            Ok(delete_batch(&mut conn)?)
         })
         .await??;
         total += deleted;

@@ -11,12 +11,13 @@
 
 use std::time::Duration;
 
+use actix_web::http::header::HeaderName;
 use chrono::TimeDelta;
 use secrecy::SecretString;
 
 use crate::db::{DatabaseUrl, PoolOptions};
+use crate::delivery::config::Delivery;
 use crate::domain::{PasswordPolicy, ServiceKeys, SessionPolicy};
-use crate::throttle::ThrottleSettings;
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_IDLE_TIMEOUT: &str = "86400";
@@ -43,6 +44,14 @@ pub const DEFAULT_LOGIN_PER_ACCOUNT_PER_HOUR: u32 = 100;
 /// Looser than per account: many users may share one address (NAT, office).
 pub const DEFAULT_LOGIN_PER_IP_PER_HOUR: u32 = 1_000;
 pub const DEFAULT_REGISTER_PER_IP_PER_HOUR: u32 = 100;
+/// OWASP's Forgot Password Cheat Sheet: reset codes short-lived.
+pub const DEFAULT_RESET_TTL: &str = "30m";
+pub const DEFAULT_VERIFY_TTL: &str = "24h";
+pub const DEFAULT_EVENT_RETENTION: &str = "90days";
+/// Password-recovery and verification mails per address per hour (one may
+/// come at once): enough for a user who lost a mail, too few to spam anyone.
+pub const DEFAULT_RECOVERY_PER_EMAIL_PER_HOUR: u32 = 5;
+pub const DEFAULT_RECOVERY_PER_IP_PER_HOUR: u32 = 100;
 /// Ten years: longer is "never" in practice, and past a few thousand years
 /// `now + timeout` would leave the range of chrono and of MySQL's DATETIME.
 pub const MAX_TIMEOUT_DAYS: i64 = 3_650;
@@ -75,6 +84,67 @@ pub struct Settings {
     /// Serve `/metrics` on this address instead of the API's.
     pub metrics_bind: Option<String>,
     pub throttle: ThrottleSettings,
+    pub account: AccountSettings,
+    /// How one-time codes reach users: SMTP, a webhook, or not at all.
+    pub delivery: Delivery,
+}
+
+/// The account lifecycle: one-time codes, verification, the event trail.
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    /// How long a password reset code works.
+    pub reset_ttl: TimeDelta,
+    /// How long an email verification code works.
+    pub verify_ttl: TimeDelta,
+    /// Link templates with `{code}`, e.g. `https://app.example/reset?code={code}`.
+    pub reset_link: Option<String>,
+    pub verify_link: Option<String>,
+    /// Refuse logins (403 `email_unverified`) until the email is verified.
+    pub require_verified_email: bool,
+    /// Security events older than this are deleted by the reaper.
+    pub event_retention: TimeDelta,
+}
+
+impl AccountSettings {
+    pub fn with_defaults() -> Self {
+        let delta = |s: &str| to_delta(parse_duration(s).expect("the default durations are valid"));
+        Self {
+            reset_ttl: delta(DEFAULT_RESET_TTL),
+            verify_ttl: delta(DEFAULT_VERIFY_TTL),
+            reset_link: None,
+            verify_link: None,
+            require_verified_email: false,
+            event_retention: delta(DEFAULT_EVENT_RETENTION),
+        }
+    }
+}
+
+/// A link template must carry the code.
+pub fn parse_link_template(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if !raw.contains("{code}") {
+        return Err("must contain {code}, e.g. https://app.example/reset?code={code}".into());
+    }
+    if !(raw.starts_with("https://") || raw.starts_with("http://") || raw.contains("://")) {
+        return Err("must be a URL, e.g. https://app.example/reset?code={code}".into());
+    }
+    Ok(raw.to_owned())
+}
+
+/// Attempts per hour, each limit 0 to disable it.
+#[derive(Debug, Clone, Default)]
+pub struct ThrottleSettings {
+    pub login_per_account_per_hour: u32,
+    pub login_per_ip_per_hour: u32,
+    pub register_per_ip_per_hour: u32,
+    /// Password-recovery and verification requests per email address.
+    pub recovery_per_email_per_hour: u32,
+    /// Password-recovery requests and one-time code uses per client IP.
+    pub recovery_per_ip_per_hour: u32,
+    /// Take the client IP from this header (the right-most address, the one
+    /// the trusted proxy appended) instead of the TCP peer. Only set this
+    /// behind a proxy that always writes it.
+    pub trusted_proxy_header: Option<HeaderName>,
 }
 
 /// How passwords are hashed: shared by the server and the CLI.
@@ -138,8 +208,12 @@ impl Settings {
                 login_per_account_per_hour: DEFAULT_LOGIN_PER_ACCOUNT_PER_HOUR,
                 login_per_ip_per_hour: DEFAULT_LOGIN_PER_IP_PER_HOUR,
                 register_per_ip_per_hour: DEFAULT_REGISTER_PER_IP_PER_HOUR,
+                recovery_per_email_per_hour: DEFAULT_RECOVERY_PER_EMAIL_PER_HOUR,
+                recovery_per_ip_per_hour: DEFAULT_RECOVERY_PER_IP_PER_HOUR,
                 trusted_proxy_header: None,
             },
+            account: AccountSettings::with_defaults(),
+            delivery: Delivery::None,
         }
     }
 
@@ -215,6 +289,18 @@ impl Settings {
         }
         // A session used more often than the touch interval would otherwise
         // never be bumped and would idle out while in use.
+        for (variable, value) in [
+            ("LATCHKEY_RESET_TTL", self.account.reset_ttl),
+            ("LATCHKEY_VERIFY_TTL", self.account.verify_ttl),
+            ("LATCHKEY_EVENT_RETENTION", self.account.event_retention),
+        ] {
+            if value <= TimeDelta::zero() || value > max_timeout() {
+                return Err(ConfigError {
+                    variable,
+                    reason: format!("must be longer than zero and at most {MAX_TIMEOUT_DAYS} days"),
+                });
+            }
+        }
         if s.touch_interval >= s.idle_timeout {
             return Err(ConfigError {
                 variable: "LATCHKEY_TOUCH_INTERVAL",

@@ -10,11 +10,12 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
 use crate::db;
+use crate::delivery::sender::{OutboxMetrics, Sender};
 use crate::domain::{SessionPolicy, now};
 use crate::error::{ApiError, json_for_framework_errors, json_payload_error};
 use crate::hashing::PasswordHasher;
 use crate::metrics::Metrics;
-use crate::reaper::Reaper;
+use crate::reaper::{ReapPlan, Reaper};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -29,6 +30,8 @@ pub struct Application {
     /// The `/metrics` listener, when it is apart from the API's.
     metrics_server: Option<(u16, Server)>,
     reaper: Option<Reaper>,
+    /// Delivers the outbox's messages.
+    sender: Sender,
 }
 
 impl Application {
@@ -74,12 +77,21 @@ impl Application {
         let reaper = (!settings.reap_interval.is_zero()).then(|| {
             Reaper::spawn(
                 pool.clone(),
-                settings.session,
+                ReapPlan {
+                    policy: settings.session,
+                    event_retention: settings.account.event_retention,
+                    batch: settings.reap_batch,
+                },
                 settings.reap_interval,
-                settings.reap_batch,
                 metrics.sessions_reaped.clone(),
             )
         });
+        tracing::info!(delivery = %settings.delivery.describe(), "one-time code delivery");
+        let sender = Sender::spawn(
+            pool.clone(),
+            settings.delivery.clone(),
+            OutboxMetrics::from(&metrics),
+        );
         let metrics_listener = match &settings.metrics_bind {
             Some(bind) => Some(
                 TcpListener::bind(bind)
@@ -109,6 +121,7 @@ impl Application {
             metrics,
             throttle,
             refusal_lines,
+            outbox_queued: sender.waker(),
         });
         let metrics_server = match metrics_listener {
             Some(listener) => {
@@ -162,6 +175,7 @@ impl Application {
             server,
             metrics_server,
             reaper,
+            sender,
         })
     }
 
@@ -192,6 +206,7 @@ impl Application {
         if let Some(reaper) = self.reaper {
             reaper.stop().await;
         }
+        self.sender.stop().await;
         served
     }
 }

@@ -6,10 +6,10 @@ use crate::db::{Batcher, Connection, DbThreads, Pool};
 use crate::error::ApiError;
 use crate::hashing::PasswordHasher;
 use crate::metrics::Metrics;
+use crate::refusal_lines::RefusalLines;
 use crate::settings::Settings;
 use crate::store::sessions::{Check, Session};
 use crate::store::users::User;
-use crate::telemetry::RefusalLines;
 use crate::throttle::Throttle;
 
 #[derive(Clone)]
@@ -25,6 +25,9 @@ pub struct AppState {
     pub checks: Batcher<Check, Option<(Session, User)>>,
     /// The quota of access lines for 503 answers.
     pub refusal_lines: Arc<RefusalLines>,
+    /// Wakes the outbox sender when a message was queued, so it goes out
+    /// at once instead of at the sender's next poll.
+    pub outbox_queued: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -36,5 +39,10 @@ impl AppState {
         F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
     {
         self.db_threads.run(work).await
+    }
+
+    /// Tells the outbox sender that a message is waiting.
+    pub fn wake_delivery(&self) {
+        self.outbox_queued.notify_one();
     }
 }

@@ -20,23 +20,17 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::error::ApiError;
-
-/// Attempts per hour, each limit 0 to disable it.
-#[derive(Debug, Clone, Default)]
-pub struct ThrottleSettings {
-    pub login_per_account_per_hour: u32,
-    pub login_per_ip_per_hour: u32,
-    pub register_per_ip_per_hour: u32,
-    /// Take the client IP from this header (the right-most address, the one
-    /// the trusted proxy appended) instead of the TCP peer. Only set this
-    /// behind a proxy that always writes it.
-    pub trusted_proxy_header: Option<HeaderName>,
-}
+pub use crate::settings::ThrottleSettings;
 
 pub struct Throttle {
     login_per_account: Option<DefaultKeyedRateLimiter<String>>,
     login_per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     register_per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    recovery_per_email: Option<DefaultKeyedRateLimiter<String>>,
+    recovery_per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// At most one `login_throttled` event per account a minute, however
+    /// long a guessing run goes on.
+    throttled_events: DefaultKeyedRateLimiter<String>,
     trusted_proxy_header: Option<HeaderName>,
 }
 
@@ -46,8 +40,37 @@ impl Throttle {
             login_per_account: limiter(settings.login_per_account_per_hour),
             login_per_ip: limiter(settings.login_per_ip_per_hour),
             register_per_ip: limiter(settings.register_per_ip_per_hour),
+            recovery_per_email: limiter(settings.recovery_per_email_per_hour),
+            recovery_per_ip: limiter(settings.recovery_per_ip_per_hour),
+            throttled_events: DefaultKeyedRateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
             trusted_proxy_header: settings.trusted_proxy_header.clone(),
         }
+    }
+
+    /// Admits a request that sends a message to `email` (a password
+    /// recovery, a verification mail): per address, whether or not it
+    /// belongs to anyone, and per client IP.
+    pub fn admit_recovery(&self, req: &HttpRequest, email: &str) -> Result<(), ApiError> {
+        self.admit_code_use(req)?;
+        if let Some(limiter) = &self.recovery_per_email {
+            check(limiter, &email.to_owned())?;
+        }
+        Ok(())
+    }
+
+    /// Admits an attempt to use a one-time code (guessing is throttled per
+    /// client IP; the code itself names no account to throttle).
+    pub fn admit_code_use(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        if let (Some(limiter), Some(ip)) = (&self.recovery_per_ip, self.client_ip(req)) {
+            check(limiter, &ip)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a throttled login of `account` should be recorded as a
+    /// security event now (once a minute per account).
+    pub fn should_record_throttled(&self, account: &str) -> bool {
+        self.throttled_events.check_key(&account.to_owned()).is_ok()
     }
 
     /// Admits a login attempt for `account` (a normalised email, or the raw
@@ -72,13 +95,21 @@ impl Throttle {
     /// Forgets buckets that are full again, so memory follows the number of
     /// recently active keys, not every key ever seen.
     pub fn forget_idle(&self) {
-        if let Some(l) = &self.login_per_account {
+        for l in [&self.login_per_account, &self.recovery_per_email]
+            .into_iter()
+            .flatten()
+            .chain([&self.throttled_events])
+        {
             l.retain_recent();
             l.shrink_to_fit();
         }
-        for l in [&self.login_per_ip, &self.register_per_ip]
-            .into_iter()
-            .flatten()
+        for l in [
+            &self.login_per_ip,
+            &self.register_per_ip,
+            &self.recovery_per_ip,
+        ]
+        .into_iter()
+        .flatten()
         {
             l.retain_recent();
             l.shrink_to_fit();
@@ -137,6 +168,8 @@ mod tests {
             login_per_account_per_hour: account,
             login_per_ip_per_hour: ip,
             register_per_ip_per_hour: 0,
+            recovery_per_email_per_hour: 0,
+            recovery_per_ip_per_hour: 0,
             trusted_proxy_header: None,
         }
     }

@@ -26,6 +26,8 @@ pub struct SessionJson {
     current: bool,
     user_agent: Option<String>,
     label: Option<String>,
+    /// The address the session was opened from.
+    client_ip: Option<String>,
 }
 
 impl SessionJson {
@@ -38,6 +40,7 @@ impl SessionJson {
             current: current_id == Some(session.id.as_str()),
             user_agent: session.user_agent.clone(),
             label: session.label.clone(),
+            client_ip: session.client_ip.clone(),
         }
     }
 }
@@ -53,12 +56,15 @@ pub struct SessionList {
 pub struct UserSummary {
     #[serde(flatten)]
     pub user: User,
+    /// Suspended: no session, no login, no code works.
+    pub disabled: bool,
     pub active_sessions: i64,
 }
 
 impl UserSummary {
     pub fn new(user: User, active_sessions: i64) -> Self {
         Self {
+            disabled: user.disabled(),
             user,
             active_sessions,
         }

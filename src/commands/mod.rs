@@ -2,6 +2,7 @@
 //! configuration error. Human-readable output by default, `--json` for
 //! scripts.
 
+mod account;
 mod output;
 mod sessions;
 mod users;
@@ -55,7 +56,15 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
                 UserCommand::List(args) => users::list(&mut conn, &args),
                 UserCommand::Delete(args) => users::delete(&mut conn, &args),
                 UserCommand::SetAdmin(args) => users::set_admin(&mut conn, &args),
+                UserCommand::SetPassword(args) => account::set_password(&mut conn, &args),
+                UserCommand::Disable(args) => account::set_disabled(&mut conn, &args, true),
+                UserCommand::Enable(args) => account::set_disabled(&mut conn, &args, false),
+                UserCommand::ResetLink(args) => account::reset_link(&mut conn, &args),
             }
+        }
+        Some(Command::Events(args)) => {
+            let mut conn = connect_migrated(&database_url)?;
+            account::list_events(&mut conn, &args)
         }
         Some(Command::Sessions(command)) => {
             let mut conn = connect_migrated(&database_url)?;
@@ -98,6 +107,11 @@ fn connect_migrated(database_url: &DatabaseUrl) -> Result<db::Connection, Comman
     let mut conn = db::connect(database_url)?;
     db::run_migrations(&mut conn)?;
     Ok(conn)
+}
+
+/// The origin the CLI's events record: no address, the CLI as the agent.
+fn cli_origin() -> crate::store::events::Origin {
+    crate::store::events::Origin::new(None, Some("latchkey cli"))
 }
 
 /// Parses an email given on the command line (a usage error if malformed).

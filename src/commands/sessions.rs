@@ -8,6 +8,7 @@ use super::{CommandError, find_user};
 use crate::cli::{PurgeArgs, UserSessionsArgs};
 use crate::db::Connection;
 use crate::domain::now;
+use crate::store::events::{EventKind, NewEvent};
 use crate::store::sessions;
 use crate::views::SessionJson;
 
@@ -47,8 +48,10 @@ pub fn list(conn: &mut Connection, args: &UserSessionsArgs) -> Result<(), Comman
 
 pub fn revoke(conn: &mut Connection, args: &UserSessionsArgs) -> Result<(), CommandError> {
     let user = find_user(conn, &args.email)?;
-    let revoked =
-        sessions::delete_all_for_user(conn, &user.id).context("failed to revoke sessions")?;
+    let origin = super::cli_origin();
+    let event = NewEvent::new(EventKind::LogoutAll, &user.id, &origin);
+    let revoked = sessions::delete_all_for_user(conn, &user.id, event, now())
+        .context("failed to revoke sessions")?;
     if args.json {
         return print_json(&json!({ "user_id": user.id, "revoked": revoked }));
     }

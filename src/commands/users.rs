@@ -1,18 +1,14 @@
 //! `latchkey user ...`
 
-use std::io::BufRead as _;
-use std::time::Duration;
-
 use anyhow::Context as _;
 
 use super::output::{print_json, print_table};
 use super::{CommandError, find_user, parse_email};
 use crate::cli::{EmailArgs, ListArgs, SetAdminArgs, UserCreateArgs};
 use crate::db::Connection;
-use crate::domain::{PasswordPolicy, now};
-use crate::hashing::PasswordHasher;
+use crate::domain::now;
 use crate::store::sessions;
-use crate::store::users::{self, AdminChangeRefused, CreateUserError, NewUser};
+use crate::store::users::{self, AdminChangeRefused, Audit, CreateUserError, NewUser};
 use crate::views::UserSummary;
 
 /// Users listed per query; the listing walks the whole table in pages.
@@ -20,24 +16,8 @@ const PAGE: i64 = 500;
 
 pub fn create(conn: &mut Connection, args: UserCreateArgs) -> Result<(), CommandError> {
     let email = parse_email(&args.email)?;
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("failed to read the password from standard input")?;
-    let raw = line.strip_suffix('\n').unwrap_or(&line);
-    let raw = raw.strip_suffix('\r').unwrap_or(raw).to_owned();
-    let password = PasswordPolicy {
-        min_chars: usize::from(args.password_min_length),
-    }
-    .check(raw)
-    .map_err(|e| CommandError::Usage(format!("password: {e}")))?;
-
-    let hasher = PasswordHasher::start(&args.hashing.to_settings(1, 1, Duration::MAX), None)
-        .context("failed to start bcrypt")?;
-    let password_hash = actix_web::rt::System::new()
-        .block_on(hasher.hash(password))
-        .context("failed to hash the password")?;
+    let password = super::account::read_password(args.password_min_length)?;
+    let password_hash = super::account::hash_password(&args.hashing, password)?;
 
     let now = now();
     let id = users::new_id();
@@ -108,7 +88,13 @@ pub fn list(conn: &mut Connection, args: &ListArgs) -> Result<(), CommandError> 
 
 pub fn delete(conn: &mut Connection, args: &EmailArgs) -> Result<(), CommandError> {
     let user = find_user(conn, &args.email)?;
-    let deleted = users::delete(conn, &user.id).context("failed to delete the user")?;
+    let origin = super::cli_origin();
+    let audit = Audit {
+        actor_id: None,
+        origin: &origin,
+    };
+    let deleted =
+        users::delete(conn, &user.id, &audit, now()).context("failed to delete the user")?;
     let user = deleted.map_err(|reason| refused(reason, &user.email))?;
     if args.json {
         return print_json(&user);
@@ -122,7 +108,12 @@ pub fn delete(conn: &mut Connection, args: &EmailArgs) -> Result<(), CommandErro
 
 pub fn set_admin(conn: &mut Connection, args: &SetAdminArgs) -> Result<(), CommandError> {
     let user = find_user(conn, &args.email)?;
-    let changed = users::set_admin(conn, &user.id, !args.revoke, now())
+    let origin = super::cli_origin();
+    let audit = Audit {
+        actor_id: None,
+        origin: &origin,
+    };
+    let changed = users::set_admin(conn, &user.id, !args.revoke, &audit, now())
         .context("failed to change the admin flag")?;
     let user = changed.map_err(|reason| refused(reason, &user.email))?;
     if args.json {

@@ -102,6 +102,21 @@ pub fn is_unavailable(error: &diesel::result::Error) -> bool {
         _ => false,
     }
 }
+/// Runs a write transaction again when the database chose it as the victim
+/// of a deadlock (MySQL error 1213, reported by diesel as a serialization
+/// failure): the transaction was rolled back whole, so a retry is safe.
+pub fn retry_on_deadlock<T>(mut attempt: impl FnMut() -> QueryResult<T>) -> QueryResult<T> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    const ATTEMPTS: usize = 3;
+    for _ in 1..ATTEMPTS {
+        match attempt() {
+            Err(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => continue,
+            done => return done,
+        }
+    }
+    attempt()
+}
+
 pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 
 /// A database location, with the backend chosen explicitly from the URL

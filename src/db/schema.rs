@@ -9,6 +9,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         last_login_at -> Nullable<Timestamp>,
+        email_verified_at -> Nullable<Timestamp>,
+        disabled_at -> Nullable<Timestamp>,
     }
 }
 
@@ -24,8 +26,54 @@ diesel::table! {
         last_updated_at -> Timestamp,
         user_agent -> Nullable<Text>,
         label -> Nullable<Text>,
+        client_ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// One-time codes, by the SHA-256 digest of the code.
+    one_time_codes (code_hash) {
+        code_hash -> Binary,
+        user_id -> Text,
+        purpose -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Messages waiting for delivery (see `crate::delivery`).
+    outbox (id) {
+        id -> Text,
+        user_id -> Nullable<Text>,
+        kind -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    security_events (id) {
+        id -> Text,
+        user_id -> Nullable<Text>,
+        kind -> Text,
+        session_id -> Nullable<Text>,
+        actor_id -> Nullable<Text>,
+        client_ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        created_at -> Timestamp,
     }
 }
 
 diesel::joinable!(authentication_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(authentication_tokens, users);
+diesel::joinable!(one_time_codes -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    authentication_tokens,
+    users,
+    one_time_codes,
+    outbox,
+    security_events
+);

@@ -7,18 +7,20 @@ use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::client::{client_info, origin};
 use crate::auth::Authenticated;
+use crate::delivery::message::MessageUser;
+use crate::domain::Purpose;
 use crate::domain::password::InvalidPassword;
 use crate::domain::{Email, Password, SessionToken, now};
 use crate::error::ApiError;
 use crate::hashing::Verification;
 use crate::state::AppState;
-use crate::store::sessions::{self, ClientInfo, NewSession, OpenRefused};
+use crate::store::codes::{self, CodeSpec};
+use crate::store::events::{self, EventKind, NewEvent};
+use crate::store::sessions::{self, NewSession, OpenRefused};
 use crate::store::users::{self, CreateUserError, NewUser, User};
 use crate::views::SessionJson;
-
-const MAX_LABEL_CHARS: usize = 100;
-const MAX_USER_AGENT_CHARS: usize = 255;
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterBody {
@@ -48,12 +50,6 @@ impl LoginBody {
     pub fn credentials(&self) -> (&str, &str) {
         (&self.email, &self.password)
     }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct ChangePasswordBody {
-    current_password: String,
-    new_password: String,
 }
 
 /// The answer to a successful register or login.
@@ -103,7 +99,7 @@ pub async fn register(
         .password
         .check(password)
         .map_err(invalid_password)?;
-    let client = client_info(&req, label)?;
+    let client = client_info(&state, &req, label)?;
     let password_hash = state.hasher.hash(password).await?;
 
     let now = now();
@@ -112,7 +108,11 @@ pub async fn register(
         email: email.into_string(),
         admin: false,
         created_at: now,
+        email_verified_at: None,
+        disabled_at: None,
     };
+    let delivering = state.settings.delivery.is_active();
+    let account = state.settings.account.clone();
     let (token, digest) = SessionToken::generate();
     let session_id = sessions::new_id();
     let (user, session_id) = state
@@ -138,11 +138,43 @@ pub async fn register(
                     conn,
                     &NewSession::new(&session_id, &user.id, &digest, &client, now),
                 )?;
+                events::record(
+                    conn,
+                    NewEvent::new(EventKind::Registered, &user.id, &client.origin)
+                        .session(&session_id),
+                    now,
+                )?;
                 Ok(())
             })?;
+            if delivering {
+                // A transaction of its own: a registration never fails for
+                // its verification mail.
+                let recipient = MessageUser {
+                    id: user.id.clone(),
+                    email: user.email.clone(),
+                };
+                let event = NewEvent::new(
+                    EventKind::EmailVerificationRequested,
+                    &user.id,
+                    &client.origin,
+                );
+                if let Err(e) = codes::issue_and_queue(
+                    conn,
+                    &recipient,
+                    verification_spec(&account),
+                    true,
+                    event,
+                    now,
+                ) {
+                    tracing::warn!(error = %e, user_id = %user.id, "failed to queue the verification mail");
+                }
+            }
             Ok((user, session_id))
         })
         .await?;
+    if delivering {
+        state.wake_delivery();
+    }
     state.metrics.sessions_created.inc();
     tracing::info!(user_id = %user.id, session_id = %session_id, "user registered");
     let expires_at = state.settings.session.expires_at(now, now);
@@ -212,8 +244,27 @@ async fn log_in(
         Ok(email) => email.as_str().to_owned(),
         Err(_) => email.trim().to_lowercase(),
     };
-    state.throttle.admit_login(req, &account)?;
-    let client = client_info(req, label)?;
+    if let Err(throttled) = state.throttle.admit_login(req, &account) {
+        if state.throttle.should_record_throttled(&account) {
+            let origin = origin(state, req);
+            let recorded = state
+                .db(move |conn| {
+                    Ok(events::record_for_email(
+                        conn,
+                        &account,
+                        EventKind::LoginThrottled,
+                        &origin,
+                        now(),
+                    )?)
+                })
+                .await;
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "failed to record a throttled login");
+            }
+        }
+        return Err(throttled);
+    }
+    let client = client_info(state, req, label)?;
     // Room for the bcrypt check is reserved before the database lookup: in
     // a login flood the excess is refused (503) without costing a query.
     let slot = state.hasher.reserve()?;
@@ -232,11 +283,27 @@ async fn log_in(
         .verify(Password::candidate(password), stored_hash)
         .await?;
     drop(slot);
-    let (Some(credentials), Verification::Match { upgraded_hash }) = (credentials, verification)
-    else {
-        tracing::info!("login refused: invalid credentials");
-        return Err(ApiError::InvalidCredentials);
+    let (credentials, upgraded_hash) = match (credentials, verification) {
+        (Some(credentials), Verification::Match { upgraded_hash }) => (credentials, upgraded_hash),
+        (found, _) => {
+            if let Some(credentials) = found {
+                record_failed_login(state, credentials.id, client.origin).await;
+            }
+            tracing::info!("login refused: invalid credentials");
+            return Err(ApiError::InvalidCredentials);
+        }
     };
+    // Only now, with the password verified, may the answer depend on the
+    // account's state: a guesser learns nothing from it.
+    if credentials.disabled_at.is_some() {
+        record_failed_login(state, credentials.id, client.origin).await;
+        tracing::info!("login refused: the account is suspended");
+        return Err(ApiError::InvalidCredentials);
+    }
+    if state.settings.account.require_verified_email && credentials.email_verified_at.is_none() {
+        tracing::info!(user_id = %credentials.id, "login refused: the email is not verified");
+        return Err(ApiError::EmailUnverified);
+    }
 
     let now = now();
     let (token, digest) = SessionToken::generate();
@@ -250,6 +317,7 @@ async fn log_in(
             let opened = sessions::open_for_login(
                 conn,
                 &new,
+                &client.origin,
                 &credentials.password_hash,
                 upgraded_hash.as_deref(),
                 cap,
@@ -296,111 +364,6 @@ pub async fn status(state: web::Data<AppState>, auth: Authenticated) -> HttpResp
     })
 }
 
-/// Ends the current session.
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
-    responses(
-        (status = 204, description = "Logged out"),
-        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
-    ))]
-pub async fn logout(
-    state: web::Data<AppState>,
-    auth: Authenticated,
-) -> Result<HttpResponse, ApiError> {
-    let Authenticated { user, session } = auth;
-    let ended = state
-        .db(move |conn| Ok(sessions::delete_for_user(conn, &user.id, &session.id)?))
-        .await?;
-    state.metrics.sessions_revoked.inc_by(u64::from(ended));
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// Ends every session of the caller.
-#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", security(("bearer" = [])),
-    responses(
-        (status = 204, description = "Every session ended"),
-        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
-    ))]
-pub async fn logout_all(
-    state: web::Data<AppState>,
-    auth: Authenticated,
-) -> Result<HttpResponse, ApiError> {
-    let user_id = auth.user.id;
-    let ended = state
-        .db(move |conn| Ok(sessions::delete_all_for_user(conn, &user_id)?))
-        .await?;
-    state.metrics.sessions_revoked.inc_by(ended as u64);
-    tracing::info!(sessions = ended, "logged out everywhere");
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// Changes the password and ends every other session of the user.
-#[utoipa::path(put, path = "/auth/password", tag = "auth", security(("bearer" = [])),
-    request_body = ChangePasswordBody,
-    responses(
-        (status = 204, description = "Changed; other sessions ended"),
-        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
-        (status = 403, description = "Wrong current password", body = crate::error::ErrorBody),
-        (status = 422, description = "The new password breaks the rules", body = crate::error::ErrorBody),
-    ))]
-pub async fn change_password(
-    state: web::Data<AppState>,
-    auth: Authenticated,
-    body: web::Json<ChangePasswordBody>,
-) -> Result<HttpResponse, ApiError> {
-    let ChangePasswordBody {
-        current_password,
-        new_password,
-    } = body.into_inner();
-    let new_password = state
-        .settings
-        .password
-        .check(new_password)
-        .map_err(invalid_password)?;
-    let slot = state.hasher.reserve()?;
-    let user_id = auth.user.id.clone();
-    let credentials = state
-        .db(move |conn| Ok(users::find_credentials_by_id(conn, &user_id)?))
-        .await?
-        .ok_or(ApiError::Unauthorized(crate::error::TokenProblem::Invalid))?;
-    let verification = slot
-        .verify(
-            Password::candidate(current_password),
-            Some(credentials.password_hash.clone()),
-        )
-        .await?;
-    if verification == Verification::Mismatch {
-        return Err(ApiError::WrongCurrentPassword);
-    }
-    let new_hash = slot.hash(new_password).await?;
-    drop(slot);
-    let keep = auth.session.id.clone();
-    let revoked = state
-        .db(move |conn| {
-            use diesel::Connection as _;
-            conn.transaction::<_, ApiError, _>(|conn| {
-                let now = now();
-                if !users::replace_password_hash(
-                    conn,
-                    &credentials.id,
-                    &credentials.password_hash,
-                    &new_hash,
-                    now,
-                )? {
-                    return Err(ApiError::Conflict);
-                }
-                Ok(sessions::delete_all_for_user_except(
-                    conn,
-                    &credentials.id,
-                    &keep,
-                )?)
-            })
-        })
-        .await?;
-    state.metrics.sessions_revoked.inc_by(revoked as u64);
-    tracing::info!(user_id = %auth.user.id, revoked_sessions = revoked, "password changed");
-    Ok(HttpResponse::NoContent().finish())
-}
-
 fn token_response(
     mut builder: actix_web::HttpResponseBuilder,
     user: &User,
@@ -421,29 +384,35 @@ fn token_response(
         })
 }
 
-fn invalid_password(e: InvalidPassword) -> ApiError {
+pub(super) fn invalid_password(e: InvalidPassword) -> ApiError {
     ApiError::Validation {
         code: "invalid_password",
         message: e.to_string(),
     }
 }
 
-/// The user agent (truncated) and the optional label the client chose.
-fn client_info(req: &HttpRequest, label: Option<String>) -> Result<ClientInfo, ApiError> {
-    let label = label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
-    if label
-        .as_ref()
-        .is_some_and(|l| l.chars().count() > MAX_LABEL_CHARS)
-    {
-        return Err(ApiError::Validation {
-            code: "invalid_label",
-            message: format!("the label must be at most {MAX_LABEL_CHARS} characters long"),
-        });
+/// Records `login_failed` for an existing account; a failure to record is
+/// logged, never turned into an error for the client.
+async fn record_failed_login(state: &AppState, user_id: String, origin: events::Origin) {
+    let recorded = state
+        .db(move |conn| {
+            Ok(events::record(
+                conn,
+                NewEvent::new(EventKind::LoginFailed, &user_id, &origin),
+                now(),
+            )?)
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "failed to record a failed login");
     }
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
-    Ok(ClientInfo { user_agent, label })
+}
+
+/// How verification codes are issued under these settings.
+pub(super) fn verification_spec(account: &crate::settings::AccountSettings) -> CodeSpec<'_> {
+    CodeSpec {
+        purpose: Purpose::EmailVerification,
+        ttl: account.verify_ttl,
+        link_template: account.verify_link.as_deref(),
+    }
 }

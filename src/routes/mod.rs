@@ -1,12 +1,15 @@
 //! The HTTP API: one file per resource. [`endpoints`] is the route table;
 //! the server, the OpenAPI coverage test and the 405 answers all read it.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
+mod client;
 pub mod health;
 pub mod introspect;
 pub mod metrics;
 pub mod openapi;
+pub mod password;
 pub mod sessions;
 
 use actix_web::http::Method;
@@ -55,20 +58,29 @@ pub fn endpoints(metrics: bool) -> Vec<Endpoint> {
         Endpoint::new("/auth/register").on(Method::POST, auth::register),
         Endpoint::new("/auth/login").on(Method::POST, auth::login),
         Endpoint::new("/auth/status").on(Method::GET, auth::status),
-        Endpoint::new("/auth/logout").on(Method::POST, auth::logout),
-        Endpoint::new("/auth/logout-all").on(Method::POST, auth::logout_all),
-        Endpoint::new("/auth/password").on(Method::PUT, auth::change_password),
+        Endpoint::new("/auth/logout").on(Method::POST, sessions::logout),
+        Endpoint::new("/auth/logout-all").on(Method::POST, sessions::logout_all),
+        Endpoint::new("/auth/password").on(Method::PUT, password::change_password),
+        Endpoint::new("/auth/password/forgot").on(Method::POST, password::forgot),
+        Endpoint::new("/auth/password/reset").on(Method::POST, password::reset),
+        Endpoint::new("/auth/email/verify").on(Method::POST, account::verify_email),
+        Endpoint::new("/auth/email/verify/resend").on(Method::POST, account::resend_verification),
+        Endpoint::new("/auth/account").on(Method::DELETE, account::delete_account),
+        Endpoint::new("/auth/events").on(Method::GET, account::own_events),
         Endpoint::new("/auth/sessions").on(Method::GET, sessions::list),
         Endpoint::new("/auth/sessions/{id}").on(Method::DELETE, sessions::revoke),
         Endpoint::new("/auth/introspect").on(Method::POST, introspect::introspect),
         Endpoint::new("/admin/users").on(Method::GET, admin::list_users),
         Endpoint::new("/admin/users/{id}")
             .on(Method::GET, admin::get_user)
-            .on(Method::PATCH, admin::set_admin)
+            .on(Method::PATCH, admin::update_user)
             .on(Method::DELETE, admin::delete_user),
         Endpoint::new("/admin/users/{id}/sessions")
             .on(Method::GET, admin::list_user_sessions)
             .on(Method::DELETE, admin::revoke_user_sessions),
+        Endpoint::new("/admin/users/{id}/password-reset")
+            .on(Method::POST, admin::send_password_reset),
+        Endpoint::new("/admin/users/{id}/events").on(Method::GET, admin::user_events),
     ];
     if metrics {
         table.push(metrics_endpoint());

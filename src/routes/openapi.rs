@@ -6,22 +6,27 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, auth, health, introspect, metrics, sessions};
+use crate::routes::{account, admin, auth, health, introspect, metrics, password, sessions};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "latchkey", description = "An opaque-token session service."),
     paths(
         health::healthz, health::readyz, openapi_json, metrics::metrics,
-        auth::register, auth::login, auth::status, auth::logout, auth::logout_all, auth::change_password,
+        auth::register, auth::login, auth::status, sessions::logout, sessions::logout_all,
+        password::change_password, password::forgot, password::reset,
+        account::verify_email, account::resend_verification, account::delete_account, account::own_events,
         sessions::list, sessions::revoke, introspect::introspect,
-        admin::list_users, admin::get_user, admin::set_admin, admin::delete_user,
+        admin::list_users, admin::get_user, admin::update_user, admin::delete_user,
         admin::list_user_sessions, admin::revoke_user_sessions,
+        admin::send_password_reset, admin::user_events,
     ),
     modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Register, log in, check and end sessions"),
         (name = "sessions", description = "The caller's sessions"),
+        (name = "password", description = "Change a password, or recover a forgotten one with a mailed code"),
+        (name = "account", description = "Email verification, account deletion and the security event trail"),
         (name = "introspection", description = "Token checks for backends"),
         (name = "admin", description = "User and session management for admins"),
         (name = "operations", description = "Health, readiness, metrics and this document"),

@@ -11,8 +11,9 @@ use diesel::Connection as _;
 use diesel::prelude::*;
 
 use crate::db::schema::{authentication_tokens as tokens, users};
-use crate::db::{Connection, on_backend};
+use crate::db::{Connection, on_backend, retry_on_deadlock};
 use crate::domain::{SessionPolicy, TokenDigest};
+use crate::store::events::{self, EventKind, NewEvent, Origin};
 use crate::store::users::User;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -24,6 +25,7 @@ pub struct Session {
     pub last_updated_at: NaiveDateTime,
     pub user_agent: Option<String>,
     pub label: Option<String>,
+    pub client_ip: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -36,6 +38,7 @@ pub struct NewSession<'a> {
     pub last_updated_at: NaiveDateTime,
     pub user_agent: Option<&'a str>,
     pub label: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
 }
 
 impl<'a> NewSession<'a> {
@@ -52,16 +55,17 @@ impl<'a> NewSession<'a> {
             token_hash: digest.as_bytes(),
             created_at: now,
             last_updated_at: now,
-            user_agent: client.user_agent.as_deref(),
+            user_agent: client.origin.user_agent.as_deref(),
             label: client.label.as_deref(),
+            client_ip: client.origin.ip.as_deref(),
         }
     }
 }
 
-/// What the client told us about itself when logging in.
+/// Where the client logged in from, and the label it chose.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
-    pub user_agent: Option<String>,
+    pub origin: Origin,
     pub label: Option<String>,
 }
 
@@ -291,12 +295,14 @@ fn delete_if_expired(
 /// Why a login could not open its session.
 #[derive(Debug, PartialEq, Eq)]
 pub enum OpenRefused {
-    /// The password changed (or the user was deleted) after it was checked.
+    /// The password changed (or the user was deleted or suspended) after it
+    /// was checked.
     CredentialsChanged,
 }
 
 /// Opens a session for a user whose password was just verified against
-/// `verified_hash`, evicting the least recently used sessions beyond `cap`.
+/// `verified_hash`, evicting the least recently used sessions beyond `cap`,
+/// and records the login.
 ///
 /// The first statement locks the user (and records the login, and stores an
 /// upgraded hash if there is one). It only matches while the hash is the one
@@ -307,6 +313,7 @@ pub enum OpenRefused {
 pub fn open_for_login(
     conn: &mut Connection,
     new: &NewSession<'_>,
+    origin: &Origin,
     verified_hash: &str,
     upgraded_hash: Option<&str>,
     cap: u32,
@@ -318,7 +325,8 @@ pub fn open_for_login(
             let locked = diesel::update(
                 users::table
                     .find(new.user_id)
-                    .filter(users::password_hash.eq(verified_hash)),
+                    .filter(users::password_hash.eq(verified_hash))
+                    .filter(users::disabled_at.is_null()),
             )
             .set((
                 users::last_login_at.eq(now),
@@ -330,6 +338,11 @@ pub fn open_for_login(
             }
             let evicted = make_room(conn, new.user_id, cap, policy, now)?;
             insert(conn, new)?;
+            events::record(
+                conn,
+                NewEvent::new(EventKind::LoginSucceeded, new.user_id, origin).session(new.id),
+                now,
+            )?;
             Ok(Ok(evicted))
         })
     })
@@ -390,21 +403,6 @@ fn delete_by_digests(conn: &mut Connection, digests: &[Vec<u8>]) -> QueryResult<
     diesel::delete(tokens::table.filter(tokens::token_hash.eq_any(digests))).execute(conn)
 }
 
-/// Runs a write transaction again when the database chose it as the victim
-/// of a deadlock (MySQL error 1213, reported by diesel as a serialization
-/// failure): the transaction was rolled back whole, so a retry is safe.
-pub fn retry_on_deadlock<T>(mut attempt: impl FnMut() -> QueryResult<T>) -> QueryResult<T> {
-    use diesel::result::{DatabaseErrorKind, Error};
-    const ATTEMPTS: usize = 3;
-    for _ in 1..ATTEMPTS {
-        match attempt() {
-            Err(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => continue,
-            done => return done,
-        }
-    }
-    attempt()
-}
-
 /// The user's live sessions, most recently used first.
 pub fn list_live_for_user(
     conn: &mut Connection,
@@ -421,27 +419,45 @@ pub fn list_live_for_user(
         .load(conn)
 }
 
-/// Deletes one session, only if it belongs to `user_id`. Returns whether it did.
+/// Deletes one session, only if it belongs to `user_id`, and records
+/// `event` (a logout or a revocation) if it did. Returns whether it did.
 pub fn delete_for_user(
     conn: &mut Connection,
     user_id: &str,
     session_id: &str,
+    event: NewEvent<'_>,
+    now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    diesel::delete(
-        tokens::table
-            .find(session_id)
-            .filter(tokens::user_id.eq(user_id)),
-    )
-    .execute(conn)
-    .map(|n| n == 1)
+    conn.transaction(|conn| {
+        let deleted = diesel::delete(
+            tokens::table
+                .find(session_id)
+                .filter(tokens::user_id.eq(user_id)),
+        )
+        .execute(conn)?;
+        if deleted == 1 {
+            events::record(conn, event, now)?;
+        }
+        Ok(deleted == 1)
+    })
 }
 
-/// Deletes every session of a user. Returns how many there were. One
-/// statement, retried if MySQL picks it as a deadlock's victim (see
+/// Deletes every session of a user and records `event`. Returns how many
+/// there were. Retried if MySQL picks it as a deadlock's victim (see
 /// [`authenticate`]).
-pub fn delete_all_for_user(conn: &mut Connection, user_id: &str) -> QueryResult<usize> {
+pub fn delete_all_for_user(
+    conn: &mut Connection,
+    user_id: &str,
+    event: NewEvent<'_>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
     retry_on_deadlock(|| {
-        diesel::delete(tokens::table.filter(tokens::user_id.eq(user_id))).execute(conn)
+        conn.transaction(|conn| {
+            let deleted =
+                diesel::delete(tokens::table.filter(tokens::user_id.eq(user_id))).execute(conn)?;
+            events::record(conn, event, now)?;
+            Ok(deleted)
+        })
     })
 }
 
@@ -522,4 +538,12 @@ pub fn delete_expired_batch(
             ),
     )
     .execute(conn)
+}
+
+/// How many sessions a user has, live or not.
+pub fn count_all_for_user(conn: &mut Connection, user_id: &str) -> QueryResult<i64> {
+    tokens::table
+        .filter(tokens::user_id.eq(user_id))
+        .count()
+        .get_result(conn)
 }

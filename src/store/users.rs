@@ -4,7 +4,9 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde::Serialize;
 
 use crate::db::Connection;
-use crate::db::schema::users;
+use crate::db::schema::{authentication_tokens, users};
+use crate::store::codes;
+use crate::store::events::{self, EventKind, NewEvent, Origin};
 
 /// A user as shown to clients: never the password hash.
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
@@ -16,6 +18,28 @@ pub struct User {
     #[serde(serialize_with = "crate::rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: NaiveDateTime,
+    /// Whether the user proved they read mail sent to the address.
+    #[serde(rename = "email_verified", serialize_with = "is_set")]
+    #[schema(value_type = bool, rename = "email_verified")]
+    pub email_verified_at: Option<NaiveDateTime>,
+    /// Suspended by an admin (shown in the admin views only).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub disabled_at: Option<NaiveDateTime>,
+}
+
+fn is_set<S: serde::Serializer>(at: &Option<NaiveDateTime>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(at.is_some())
+}
+
+impl User {
+    pub fn email_verified(&self) -> bool {
+        self.email_verified_at.is_some()
+    }
+
+    pub fn disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
 }
 
 /// What a login needs to check a password.
@@ -24,6 +48,8 @@ pub struct User {
 pub struct Credentials {
     pub id: String,
     pub password_hash: String,
+    pub email_verified_at: Option<NaiveDateTime>,
+    pub disabled_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Insertable)]
@@ -148,6 +174,7 @@ pub fn set_admin(
     conn: &mut Connection,
     id: &str,
     admin: bool,
+    audit: &Audit<'_>,
     now: NaiveDateTime,
 ) -> QueryResult<Result<User, AdminChangeRefused>> {
     use diesel::Connection as _;
@@ -156,32 +183,171 @@ pub fn set_admin(
         let Some(user) = find_by_id(conn, id)? else {
             return Ok(Err(AdminChangeRefused::NotFound));
         };
-        if user.admin && !admin && count_admins(conn)? <= 1 {
+        if user.admin == admin {
+            return Ok(Ok(user));
+        }
+        if user.admin && !user.disabled() && count_admins(conn)? <= 1 {
             return Ok(Err(AdminChangeRefused::LastAdmin));
         }
         diesel::update(users::table.find(id))
             .set((users::admin.eq(admin), users::updated_at.eq(now)))
             .execute(conn)?;
+        let kind = if admin {
+            EventKind::AdminGranted
+        } else {
+            EventKind::AdminRevoked
+        };
+        events::record(conn, audit.event(kind, id), now)?;
         Ok(Ok(User { admin, ..user }))
     })
 }
 
-/// Deletes a user and, by cascade, their sessions; refuses to delete the
-/// last admin (same locking as [`set_admin`]). Retried whole if MySQL picks
-/// it as a deadlock's victim: the cascade locks the sessions in user_id
-/// order (see [`crate::store::sessions::authenticate`]).
-pub fn delete(conn: &mut Connection, id: &str) -> QueryResult<Result<User, AdminChangeRefused>> {
+/// Who did an admin action (an admin's id, or nobody for the CLI) and from
+/// where, for the event it records.
+#[derive(Debug, Clone, Copy)]
+pub struct Audit<'a> {
+    pub actor_id: Option<&'a str>,
+    pub origin: &'a Origin,
+}
+
+impl<'a> Audit<'a> {
+    pub fn event(&self, kind: EventKind, user_id: &'a str) -> NewEvent<'a> {
+        NewEvent {
+            actor_id: self.actor_id,
+            ..NewEvent::new(kind, user_id, self.origin)
+        }
+    }
+}
+
+/// Suspends (`disabled`) or restores an account. Suspension ends every
+/// session and spends every code of the user at once, in the same
+/// transaction; the last enabled admin cannot be suspended. Returns the
+/// user and how many sessions ended.
+pub fn set_disabled(
+    conn: &mut Connection,
+    id: &str,
+    disabled: bool,
+    audit: &Audit<'_>,
+    now: NaiveDateTime,
+) -> QueryResult<Result<(User, usize), AdminChangeRefused>> {
     use diesel::Connection as _;
-    crate::store::sessions::retry_on_deadlock(|| {
+    crate::db::retry_on_deadlock(|| {
         conn.transaction(|conn| {
             lock_admins(conn)?;
             let Some(user) = find_by_id(conn, id)? else {
                 return Ok(Err(AdminChangeRefused::NotFound));
             };
-            if user.admin && count_admins(conn)? <= 1 {
+            if user.disabled() == disabled {
+                return Ok(Ok((user, 0)));
+            }
+            if disabled && user.admin && count_admins(conn)? <= 1 {
+                return Ok(Err(AdminChangeRefused::LastAdmin));
+            }
+            let disabled_at = disabled.then_some(now);
+            diesel::update(users::table.find(id))
+                .set((
+                    users::disabled_at.eq(disabled_at),
+                    users::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+            let mut ended = 0;
+            if disabled {
+                ended = diesel::delete(
+                    authentication_tokens::table.filter(authentication_tokens::user_id.eq(id)),
+                )
+                .execute(conn)?;
+                codes::delete_for_user(conn, id)?;
+            }
+            let kind = if disabled {
+                EventKind::AccountDisabled
+            } else {
+                EventKind::AccountEnabled
+            };
+            events::record(conn, audit.event(kind, id), now)?;
+            Ok(Ok((
+                User {
+                    disabled_at,
+                    ..user
+                },
+                ended,
+            )))
+        })
+    })
+}
+
+/// Sets a new password hash whatever the old one was (a reset, or an
+/// operator's `latchkey user set-password`), ends every session of the
+/// user and records the event. Returns how many sessions ended.
+pub fn set_password(
+    conn: &mut Connection,
+    id: &str,
+    new_hash: &str,
+    event: NewEvent<'_>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((users::password_hash.eq(new_hash), users::updated_at.eq(now)))
+        .execute(conn)?;
+    let ended =
+        diesel::delete(authentication_tokens::table.filter(authentication_tokens::user_id.eq(id)))
+            .execute(conn)?;
+    events::record(conn, event, now)?;
+    Ok(ended)
+}
+
+/// Marks the user's email as verified (if it was not yet). Returns whether
+/// it changed.
+pub fn mark_email_verified(
+    conn: &mut Connection,
+    id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::email_verified_at.is_null()),
+    )
+    .set(users::email_verified_at.eq(now))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Deletes a user and, by cascade, everything of theirs: sessions, codes,
+/// queued messages and events (their id as the actor of other users'
+/// events is cleared). Refuses to delete the last admin (same locking as
+/// [`set_admin`]). Records `account_deleted` with no user id: nothing
+/// that names the user is left. Retried whole if MySQL picks it as a
+/// deadlock's victim: the cascade locks the sessions in user_id order (see
+/// `store::sessions::authenticate`).
+pub fn delete(
+    conn: &mut Connection,
+    id: &str,
+    audit: &Audit<'_>,
+    now: NaiveDateTime,
+) -> QueryResult<Result<User, AdminChangeRefused>> {
+    use diesel::Connection as _;
+    crate::db::retry_on_deadlock(|| {
+        conn.transaction(|conn| {
+            lock_admins(conn)?;
+            let Some(user) = find_by_id(conn, id)? else {
+                return Ok(Err(AdminChangeRefused::NotFound));
+            };
+            if user.admin && !user.disabled() && count_admins(conn)? <= 1 {
                 return Ok(Err(AdminChangeRefused::LastAdmin));
             }
             diesel::delete(users::table.find(id)).execute(conn)?;
+            let actor = audit.actor_id.filter(|actor| *actor != id);
+            events::record(
+                conn,
+                NewEvent {
+                    kind: EventKind::AccountDeleted,
+                    user_id: None,
+                    session_id: None,
+                    actor_id: actor,
+                    origin: audit.origin,
+                },
+                now,
+            )?;
             Ok(Ok(user))
         })
     })
@@ -193,9 +359,11 @@ fn lock_admins(conn: &mut Connection) -> QueryResult<usize> {
         .execute(conn)
 }
 
+/// Admins who can act: a suspended admin does not count.
 fn count_admins(conn: &mut Connection) -> QueryResult<i64> {
     users::table
         .filter(users::admin.eq(true))
+        .filter(users::disabled_at.is_null())
         .count()
         .get_result(conn)
 }

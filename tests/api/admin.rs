@@ -87,9 +87,17 @@ fn keys(value: &Value) -> BTreeSet<&str> {
 }
 
 fn user_summary_keys() -> BTreeSet<&'static str> {
-    ["id", "email", "admin", "created_at", "active_sessions"]
-        .into_iter()
-        .collect()
+    [
+        "id",
+        "email",
+        "admin",
+        "created_at",
+        "email_verified",
+        "disabled",
+        "active_sessions",
+    ]
+    .into_iter()
+    .collect()
 }
 
 /// A moment long enough ago that a session last used then is idle-expired.

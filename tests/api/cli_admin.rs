@@ -103,9 +103,17 @@ async fn user_list_json_is_an_array_of_user_summaries_counting_live_sessions(bac
     let users = parse_json(&stdout);
     let users = users.as_array().expect("a JSON array");
     assert_eq!(users.len(), 2, "{stdout}");
-    let expected_keys: BTreeSet<&str> = ["id", "email", "admin", "created_at", "active_sessions"]
-        .into_iter()
-        .collect();
+    let expected_keys: BTreeSet<&str> = [
+        "id",
+        "email",
+        "admin",
+        "created_at",
+        "email_verified",
+        "disabled",
+        "active_sessions",
+    ]
+    .into_iter()
+    .collect();
     for user in users {
         let keys: BTreeSet<&str> = user
             .as_object()

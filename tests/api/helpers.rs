@@ -524,15 +524,21 @@ pub fn insert_user_row(conn: &mut db::Connection, email: &str) -> String {
 
 /// See [`TestApp::insert_session`].
 pub fn insert_session_row(conn: &mut db::Connection, user_id: &str) -> (String, String) {
-    use latchkey::store::sessions::{ClientInfo, NewSession, insert};
+    // The first release's columns only: the upgrade tests insert with this
+    // before the later migrations ran.
     let (token, digest) = latchkey::domain::SessionToken::generate();
     let id = latchkey::store::sessions::new_id();
-    let client = ClientInfo::default();
-    insert(
-        conn,
-        &NewSession::new(&id, user_id, &digest, &client, latchkey::domain::now()),
-    )
-    .expect("session inserted");
+    let now = latchkey::domain::now();
+    diesel::insert_into(authentication_tokens::table)
+        .values((
+            authentication_tokens::id.eq(&id),
+            authentication_tokens::user_id.eq(user_id),
+            authentication_tokens::token_hash.eq(digest.as_bytes()),
+            authentication_tokens::created_at.eq(now),
+            authentication_tokens::last_updated_at.eq(now),
+        ))
+        .execute(conn)
+        .expect("session inserted");
     (id, token.expose().to_owned())
 }
 

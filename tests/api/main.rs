@@ -3,14 +3,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod receivers;
 
+mod account;
 mod admin;
 mod admission;
 mod atomicity;
 mod cap;
 mod cli;
+mod cli_account;
 mod cli_admin;
+mod delivery;
 mod errors;
+mod events;
 mod expiry;
 mod faults;
 mod headers;
@@ -25,6 +30,7 @@ mod openapi;
 mod password;
 mod races;
 mod reaper;
+mod recovery;
 mod register;
 mod sessions;
 mod status;

@@ -45,7 +45,11 @@ async fn register_returns_201_with_the_user_and_a_bearer_token(backend: Backend)
     let user = body["user"].as_object().expect("a user object");
     let mut keys: Vec<&str> = user.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["admin", "created_at", "email", "id"], "{body}");
+    assert_eq!(
+        keys,
+        ["admin", "created_at", "email", "email_verified", "id"],
+        "{body}"
+    );
     assert_eq!(body["user"]["email"], "alice@example.com");
     assert_eq!(body["user"]["admin"], false);
     assert!(body["user"]["id"].as_str().is_some_and(|id| !id.is_empty()));

@@ -21,7 +21,7 @@ fn limits(account: u32, ip: u32, register: u32) -> ThrottleSettings {
         login_per_account_per_hour: account,
         login_per_ip_per_hour: ip,
         register_per_ip_per_hour: register,
-        trusted_proxy_header: None,
+        ..ThrottleSettings::default()
     }
 }
 

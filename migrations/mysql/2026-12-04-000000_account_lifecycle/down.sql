@@ -1,0 +1,5 @@
+DROP TABLE security_events;
+DROP TABLE outbox;
+DROP TABLE one_time_codes;
+ALTER TABLE authentication_tokens DROP COLUMN client_ip;
+ALTER TABLE users DROP COLUMN disabled_at, DROP COLUMN email_verified_at;
