@@ -35,7 +35,8 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool};
 use latchkey::db::schema::{authentication_tokens as tokens, users};
 use latchkey::domain::now;
-use latchkey::store::sessions::{self, Session};
+use latchkey::store::sessions::Session;
+use latchkey::store::token_check;
 use latchkey::store::users::User;
 use sha2::{Digest as _, Sha256};
 
@@ -135,7 +136,7 @@ fn check(pool: &MysqlPool, digest: &[u8], mode: Mode) -> Outcome {
     };
     if let Mode::Write = mode {
         let at = now();
-        let updated = sessions::slide(&[digest], at).execute(&mut conn);
+        let updated = token_check::slide(&[digest], at).execute(&mut conn);
         if updated.is_err() {
             return Outcome::Failed;
         }

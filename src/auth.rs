@@ -10,7 +10,8 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use crate::domain::TokenDigest;
 use crate::error::{ApiError, TokenProblem};
 use crate::state::AppState;
-use crate::store::sessions::{Check, Session, Touch};
+use crate::store::sessions::Session;
+use crate::store::token_check::{Check, Touch};
 use crate::store::users::User;
 
 /// The caller's user and current session.

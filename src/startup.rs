@@ -19,7 +19,8 @@ use crate::reaper::{ReapPlan, Reaper};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::store::sessions::{self, Check, Session};
+use crate::store::sessions::Session;
+use crate::store::token_check::{self, Check};
 use crate::store::users::User;
 use crate::telemetry;
 use crate::throttle::Throttle;
@@ -220,10 +221,10 @@ fn token_checks(
 ) -> db::Batcher<Check, Option<(Session, User)>> {
     db::Batcher::new(
         threads.clone(),
-        sessions::MAX_CHECKS_PER_QUERY,
+        token_check::MAX_CHECKS_PER_QUERY,
         move |conn, checks| {
             per_query.observe(checks.len() as f64);
-            Ok(sessions::authenticate(conn, checks, &policy, now())?)
+            Ok(token_check::authenticate(conn, checks, &policy, now())?)
         },
     )
 }

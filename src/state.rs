@@ -8,7 +8,8 @@ use crate::hashing::PasswordHasher;
 use crate::metrics::Metrics;
 use crate::refusal_lines::RefusalLines;
 use crate::settings::Settings;
-use crate::store::sessions::{Check, Session};
+use crate::store::sessions::Session;
+use crate::store::token_check::Check;
 use crate::store::users::User;
 use crate::throttle::Throttle;
 

@@ -263,7 +263,7 @@ impl SmtpConfig {
 }
 
 /// Where webhook events are POSTed, and the key that signs them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebhookConfig {
     url: Url,
     key: SecretSlice<u8>,
@@ -302,8 +302,15 @@ impl WebhookConfig {
         self.key.expose_secret()
     }
 
-    /// The URL without user info and query, which may carry credentials.
     fn describe(&self) -> String {
+        format!(
+            "webhook to {} (Standard Webhooks signature)",
+            self.shown_url()
+        )
+    }
+
+    /// The URL without user info and query, which may carry credentials.
+    fn shown_url(&self) -> String {
         let url = &self.url;
         let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
         if let Some(port) = url.port() {
@@ -313,7 +320,16 @@ impl WebhookConfig {
         if url.query().is_some() {
             shown.push_str("?…");
         }
-        format!("webhook to {shown} (Standard Webhooks signature)")
+        shown
+    }
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.shown_url())
+            .field("key", &"[redacted]")
+            .finish()
     }
 }
 
@@ -494,10 +510,9 @@ mod tests {
                 .unwrap(),
         );
         let debug = format!("{delivery:?}");
-        assert!(
-            !debug.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-            "{debug}"
-        );
+        for secret in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "pw123", "t0ken"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
         let described = delivery.describe();
         assert_eq!(
             described,

@@ -16,7 +16,7 @@ use crate::auth::{bearer_token, live_session};
 use crate::domain::TokenDigest;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::Touch;
+use crate::store::token_check::Touch;
 
 #[derive(Deserialize, ToSchema)]
 pub struct IntrospectBody {

@@ -5,4 +5,5 @@ pub mod codes;
 pub mod events;
 pub mod outbox;
 pub mod sessions;
+pub mod token_check;
 pub mod users;

@@ -318,7 +318,7 @@ pub fn mark_email_verified(
 /// [`set_admin`]). Records `account_deleted` with no user id: nothing
 /// that names the user is left. Retried whole if MySQL picks it as a
 /// deadlock's victim: the cascade locks the sessions in user_id order (see
-/// `store::sessions::authenticate`).
+/// `store::token_check::authenticate`).
 pub fn delete(
     conn: &mut Connection,
     id: &str,

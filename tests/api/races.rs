@@ -343,7 +343,7 @@ async fn a_batch_whose_slide_loses_a_deadlock_retries_it_mysql() {
     use latchkey::db::schema::authentication_tokens as tokens;
     use latchkey::db::{PoolOptions, build_pool};
     use latchkey::domain::TokenDigest;
-    use latchkey::store::sessions::{Check, Touch, authenticate};
+    use latchkey::store::token_check::{Check, Touch, authenticate};
     use std::sync::mpsc;
 
     let app = spawn_app_with(Backend::Mysql, |_| {}).await;
