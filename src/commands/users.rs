@@ -7,6 +7,7 @@ use super::{CommandError, find_user, parse_email};
 use crate::cli::{EmailArgs, ListArgs, SetAdminArgs, UserCreateArgs};
 use crate::db::Connection;
 use crate::domain::now;
+use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::sessions;
 use crate::store::users::{self, AdminChangeRefused, Audit, CreateUserError, NewUser};
 use crate::views::UserSummary;
@@ -29,7 +30,16 @@ pub fn create(conn: &mut Connection, args: UserCreateArgs) -> Result<(), Command
         created_at: now,
         updated_at: now,
     };
-    match users::insert(conn, &new) {
+    let origin = super::cli_origin();
+    let created = {
+        use diesel::Connection as _;
+        conn.transaction(|conn| {
+            users::insert(conn, &new)?;
+            let event = NewEvent::new(EventKind::Registered, &id, &origin);
+            events::record(conn, event, now).map_err(CreateUserError::Database)
+        })
+    };
+    match created {
         Ok(()) => {}
         Err(CreateUserError::EmailTaken) => {
             return Err(anyhow::anyhow!("a user with the email {email} already exists").into());

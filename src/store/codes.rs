@@ -130,6 +130,7 @@ pub fn issue_and_queue(
                     link: link.clone(),
                     expires_at: crate::rfc3339::format(expires_at),
                 };
+                outbox::delete_pending_for_user(conn, &user.id, message.kind.as_str())?;
                 outbox::enqueue(conn, &message, expires_at, now)?;
             }
             events::record(conn, event, now)

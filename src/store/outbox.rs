@@ -140,3 +140,18 @@ pub fn delete_expired(conn: &mut Connection, now: NaiveDateTime) -> QueryResult<
     )
     .execute(conn)
 }
+
+/// Drops the user's undelivered messages of `kind`: a new code supersedes
+/// the earlier one, and a message carrying a dead code is not worth sending.
+pub fn delete_pending_for_user(
+    conn: &mut Connection,
+    user_id: &str,
+    kind: &str,
+) -> QueryResult<usize> {
+    diesel::delete(
+        outbox::table
+            .filter(outbox::user_id.eq(user_id))
+            .filter(outbox::kind.eq(kind)),
+    )
+    .execute(conn)
+}

@@ -32,6 +32,8 @@ crate::on_both_backends!(
     the_last_admin_cannot_delete_their_account,
     a_suspended_account_cannot_use_its_codes,
     sessions_keep_the_address_they_were_opened_from,
+    forgot_is_throttled_per_email_alike_for_known_and_unknown_addresses,
+    a_throttled_login_of_an_existing_account_is_recorded_once,
 );
 
 const NEW_PASSWORD: &str = "a brand new and long passphrase";
@@ -523,4 +525,83 @@ async fn sessions_keep_the_address_they_were_opened_from(backend: Backend) {
     assert_eq!(body["sessions"][0]["client_ip"], "127.0.0.1", "{body}");
     let status: Value = app.status(&user.token).await.json().await.unwrap();
     assert_eq!(status["session"]["client_ip"], "127.0.0.1", "{status}");
+}
+
+async fn forgot_is_throttled_per_email_alike_for_known_and_unknown_addresses(backend: Backend) {
+    // 10 an hour: a burst of one, then one every six minutes.
+    let app = spawn_app_with(backend, |s| s.throttle.recovery_per_email_per_hour = 10).await;
+    let user = app.register_user().await;
+
+    for email in [user.email.as_str(), "nobody-here@example.com"] {
+        let first = app
+            .post_json("/auth/password/forgot", &json!({ "email": email }))
+            .await;
+        assert_eq!(first.status(), 202);
+        let second = app
+            .post_json("/auth/password/forgot", &json!({ "email": email }))
+            .await;
+        let retry_after: u64 = second.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=360).contains(&retry_after), "{retry_after}");
+        assert_error(second, 429, "too_many_requests").await;
+    }
+    // Another address is not affected.
+    let other = app
+        .post_json(
+            "/auth/password/forgot",
+            &json!({ "email": "someone-else@example.com" }),
+        )
+        .await;
+    assert_eq!(other.status(), 202);
+}
+
+async fn a_throttled_login_of_an_existing_account_is_recorded_once(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.throttle.login_per_account_per_hour = 10).await;
+    let user = app.register_user().await;
+
+    assert_error(
+        app.login(&user.email, "wrong but long password").await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    for _ in 0..3 {
+        assert_error(
+            app.login(&user.email, PASSWORD).await,
+            429,
+            "too_many_requests",
+        )
+        .await;
+    }
+    // An unknown account is throttled alike, and records nothing.
+    assert_error(
+        app.login("nobody-here@example.com", PASSWORD).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    assert_error(
+        app.login("nobody-here@example.com", PASSWORD).await,
+        429,
+        "too_many_requests",
+    )
+    .await;
+
+    let kinds = event_kinds(&app, &user.user_id).await;
+    let throttled = kinds.iter().filter(|k| *k == "login_throttled").count();
+    let failed = kinds.iter().filter(|k| *k == "login_failed").count();
+    assert_eq!((throttled, failed), (1, 1), "{kinds:?}");
+    let orphans: i64 = app
+        .with_db(|conn| {
+            security_events::table
+                .filter(security_events::user_id.is_null())
+                .count()
+                .get_result(conn)
+                .unwrap()
+        })
+        .await;
+    assert_eq!(orphans, 0, "nothing recorded for an unknown account");
 }

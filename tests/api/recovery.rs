@@ -17,6 +17,7 @@ crate::on_both_backends!(
     registration_mails_a_verification_code_and_resend_replaces_it,
     forgot_answers_at_once_while_the_mail_server_is_down_and_the_mail_follows_once,
     the_webhook_gets_a_signed_reset_event_and_an_admin_can_send_one,
+    with_mail_configured_forgot_answers_alike_and_mails_only_real_accounts,
 );
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -143,6 +144,9 @@ async fn forgot_answers_at_once_while_the_mail_server_is_down_and_the_mail_follo
 
     let response = forgot(&app, &user.email).await;
     assert_eq!(response.status(), 202);
+    // Asked twice: the second code supersedes the first, and so does its
+    // message (a mail with a dead code is not sent).
+    assert_eq!(forgot(&app, &user.email).await.status(), 202);
 
     // Nothing listens yet; now the mail server comes up on that port.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -162,6 +166,13 @@ async fn forgot_answers_at_once_while_the_mail_server_is_down_and_the_mail_follo
         .filter(|m| m.subject == "Reset your password")
         .count();
     assert_eq!(resets, 1, "delivered exactly once");
+    let reset = app
+        .post_json(
+            "/auth/password/reset",
+            &json!({ "code": code_in(&received.body), "new_password": NEW_PASSWORD }),
+        )
+        .await;
+    assert_eq!(reset.status(), 204, "the mail carries the live code");
 }
 
 async fn the_webhook_gets_a_signed_reset_event_and_an_admin_can_send_one(backend: Backend) {
@@ -217,4 +228,34 @@ async fn the_webhook_gets_a_signed_reset_event_and_an_admin_can_send_one(backend
         )
         .await;
     assert_error(stale, 400, "invalid_code").await;
+}
+
+async fn with_mail_configured_forgot_answers_alike_and_mails_only_real_accounts(backend: Backend) {
+    let mail = SmtpReceiver::start();
+    let delivery = smtp(&mail.mail_url());
+    let app = spawn_app_with(backend, |s| s.delivery = delivery).await;
+    let user = app.register_user().await;
+    let unknown = "nobody-here@example.com";
+
+    let mut answers = Vec::new();
+    for email in [user.email.as_str(), unknown] {
+        let response = forgot(&app, email).await;
+        let mut headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name != "date" && *name != "x-request-id")
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        headers.sort();
+        answers.push((response.status(), headers, response.text().await.unwrap()));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, 202);
+
+    mail_with_subject(&mail, &user.email, "Reset your password", PATIENCE).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        mail.mails().iter().all(|m| !m.to.contains(unknown)),
+        "a mail went to an address without an account"
+    );
 }
