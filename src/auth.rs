@@ -8,6 +8,7 @@ use actix_web::http::header::{AUTHORIZATION, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use crate::domain::TokenDigest;
+use crate::domain::token::{TOKEN_LENGTH, TOKEN_PREFIX};
 use crate::error::{ApiError, TokenProblem};
 use crate::state::AppState;
 use crate::store::sessions::Session;
@@ -59,7 +60,7 @@ fn bearer_digest(req: &HttpRequest) -> Result<TokenDigest, ApiError> {
         .headers()
         .get(AUTHORIZATION)
         .ok_or(ApiError::Unauthorized(TokenProblem::Missing))?;
-    let token = bearer_token(header).ok_or(ApiError::Unauthorized(TokenProblem::Malformed))?;
+    let token = session_token(header).ok_or(ApiError::Unauthorized(TokenProblem::Malformed))?;
     TokenDigest::of_presented(token).map_err(|_| ApiError::Unauthorized(TokenProblem::Invalid))
 }
 
@@ -78,9 +79,37 @@ pub fn bearer_token(header: &HeaderValue) -> Option<&str> {
     (!token.is_empty() && !token.contains(' ')).then_some(token)
 }
 
+/// The session token of an `Authorization` header: `Bearer <token>`, or
+/// the token alone when the value has a latchkey token's shape (`lk_` and
+/// its length), as front-ends written after the "put the token in the
+/// Authorization header" tutorials send it. Never from anywhere else.
+pub fn session_token(header: &HeaderValue) -> Option<&str> {
+    if let Some(token) = bearer_token(header) {
+        return Some(token);
+    }
+    let value = header.to_str().ok()?.trim_matches(' ');
+    (value.len() == TOKEN_LENGTH && value.starts_with(TOKEN_PREFIX)).then_some(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_token_of_the_right_shape_is_taken() {
+        let (token, _) = crate::domain::SessionToken::generate();
+        let bare = HeaderValue::from_str(token.expose()).unwrap();
+        assert_eq!(session_token(&bare), Some(token.expose()));
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose())).unwrap();
+        assert_eq!(session_token(&bearer), Some(token.expose()));
+        for other in ["lk_short", "Basic YTpi", "abc", ""] {
+            assert_eq!(
+                session_token(&HeaderValue::from_static(other)),
+                None,
+                "{other}"
+            );
+        }
+    }
 
     fn parse(raw: &'static str) -> Option<String> {
         bearer_token(&HeaderValue::from_static(raw)).map(str::to_owned)

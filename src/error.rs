@@ -24,6 +24,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("a request header is larger than {0} bytes")]
+    HeaderTooLarge(usize),
     #[error("the request body must be {0}")]
     UnsupportedMediaType(&'static str),
     #[error("{message}")]
@@ -90,6 +92,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::HeaderTooLarge(_) => "request_header_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Validation { code, .. } => code,
             Self::EmailTaken => "email_taken",
@@ -122,6 +125,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) | Self::InvalidCode => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeaderTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::EmailTaken | Self::Conflict | Self::LastAdmin | Self::AlreadyVerified => {

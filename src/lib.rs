@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod hashing;
+pub mod header_limits;
 pub mod metrics;
 pub mod reaper;
 pub mod refusal_lines;

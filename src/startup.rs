@@ -14,6 +14,7 @@ use crate::delivery::sender::{OutboxMetrics, Sender};
 use crate::domain::{SessionPolicy, now};
 use crate::error::{ApiError, json_for_framework_errors, json_payload_error};
 use crate::hashing::PasswordHasher;
+use crate::header_limits;
 use crate::metrics::Metrics;
 use crate::reaper::{ReapPlan, Reaper};
 use crate::routes;
@@ -163,6 +164,7 @@ impl Application {
                     Err::<(), _>(ApiError::NotFound("there is no such route"))
                 }))
                 .wrap(ErrorHandlers::new().default_handler(json_for_framework_errors))
+                .wrap(middleware::from_fn(header_limits::limit_headers))
                 .wrap(security_headers())
                 .wrap(http_metrics.clone())
                 .wrap(middleware::from_fn(telemetry::access_log))

@@ -185,6 +185,7 @@ pub async fn access_log(
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let method = req.method().clone();
     let client_ip = client_ip(&req);
+    let original = OriginalRequest::of(&req);
     let span = tracing::info_span!("request", request_id = %id);
     let result = next.call(req).instrument(span).await;
 
@@ -217,6 +218,9 @@ pub async fn access_log(
             status = status.as_u16(),
             latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             client_ip = client_ip.as_ref().map(tracing::field::display),
+            original_method = original.method.as_deref(),
+            original_uri = original.path.as_deref(),
+            original_host = original.host.as_deref(),
             error = error.as_deref(),
             unlogged = (unlogged > 0).then_some(unlogged),
             "request"
@@ -228,6 +232,40 @@ pub async fn access_log(
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     Ok(res)
+}
+
+/// The request a proxy asked latchkey about (forward authentication): what
+/// nginx (`X-Original-Method`, `X-Original-URI`) or Traefik and Caddy
+/// (`X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host`) pass, so
+/// that an access line shows which protected URL was asked for. Only the
+/// path is kept, never the query string (it may carry a code or a token),
+/// cut to [`MAX_ORIGINAL_CHARS`].
+struct OriginalRequest {
+    method: Option<String>,
+    path: Option<String>,
+    host: Option<String>,
+}
+
+/// The longest original path or host an access line keeps.
+const MAX_ORIGINAL_CHARS: usize = 256;
+
+impl OriginalRequest {
+    fn of(req: &ServiceRequest) -> Self {
+        let header = |names: [&str; 2]| {
+            names.iter().find_map(|name| {
+                req.headers()
+                    .get(*name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.chars().take(MAX_ORIGINAL_CHARS).collect::<String>())
+            })
+        };
+        let uri = header(["x-original-uri", "x-forwarded-uri"]);
+        Self {
+            method: header(["x-original-method", "x-forwarded-method"]),
+            path: uri.map(|u| u.split(['?', '#']).next().unwrap_or_default().to_owned()),
+            host: header(["x-forwarded-host", "x-original-host"]),
+        }
+    }
 }
 
 fn is_acceptable_request_id(id: &str) -> bool {

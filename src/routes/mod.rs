@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod password;
 pub mod sessions;
+pub mod verify;
 
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
@@ -43,6 +44,12 @@ impl Endpoint {
         self
     }
 
+    /// The path as the OpenAPI document writes it (a tail segment
+    /// `{path}*` is the parameter `{path}` there).
+    pub fn documented_path(&self) -> &'static str {
+        self.path.strip_suffix('*').unwrap_or(self.path)
+    }
+
     pub fn methods(&self) -> impl Iterator<Item = &Method> {
         self.routes.iter().map(|(method, _)| method)
     }
@@ -70,6 +77,11 @@ pub fn endpoints(metrics: bool) -> Vec<Endpoint> {
         Endpoint::new("/auth/sessions").on(Method::GET, sessions::list),
         Endpoint::new("/auth/sessions/{id}").on(Method::DELETE, sessions::revoke),
         Endpoint::new("/auth/introspect").on(Method::POST, introspect::introspect),
+        every_method(Endpoint::new("/auth/verify"), verify::verify),
+        every_method(
+            Endpoint::new("/auth/verify/{path}*"),
+            verify::verify_under_path,
+        ),
         Endpoint::new("/admin/users").on(Method::GET, admin::list_users),
         Endpoint::new("/admin/users/{id}")
             .on(Method::GET, admin::get_user)
@@ -86,6 +98,28 @@ pub fn endpoints(metrics: bool) -> Vec<Endpoint> {
         table.push(metrics_endpoint());
     }
     table
+}
+
+/// A resource answering every method a proxy may forward with.
+fn every_method<F, Args>(endpoint: Endpoint, handler: F) -> Endpoint
+where
+    F: Handler<Args> + Clone,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ]
+    .into_iter()
+    .fold(endpoint, |endpoint, method| {
+        endpoint.on(method, handler.clone())
+    })
 }
 
 fn metrics_endpoint() -> Endpoint {

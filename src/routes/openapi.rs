@@ -6,7 +6,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{account, admin, auth, health, introspect, metrics, password, sessions};
+use crate::routes::{
+    account, admin, auth, health, introspect, metrics, password, sessions, verify,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,7 +18,7 @@ use crate::routes::{account, admin, auth, health, introspect, metrics, password,
         auth::register, auth::login, auth::status, sessions::logout, sessions::logout_all,
         password::change_password, password::forgot, password::reset,
         account::verify_email, account::resend_verification, account::delete_account, account::own_events,
-        sessions::list, sessions::revoke, introspect::introspect,
+        sessions::list, sessions::revoke, introspect::introspect, verify::verify, verify::verify_under_path,
         admin::list_users, admin::get_user, admin::update_user, admin::delete_user,
         admin::list_user_sessions, admin::revoke_user_sessions,
         admin::send_password_reset, admin::user_events,
@@ -28,6 +30,7 @@ use crate::routes::{account, admin, auth, health, introspect, metrics, password,
         (name = "password", description = "Change a password, or recover a forgotten one with a mailed code"),
         (name = "account", description = "Email verification, account deletion and the security event trail"),
         (name = "introspection", description = "Token checks for backends"),
+        (name = "forward-auth", description = "Token checks for reverse proxies in front of other services"),
         (name = "admin", description = "User and session management for admins"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )

@@ -899,3 +899,61 @@ async fn refusals_beyond_ten_a_second_are_counted_not_logged() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_auth_line_names_the_protected_request_without_its_query() {
+    // Arrange
+    let mut server = Server::start(&[("LATCHKEY_BCRYPT_COST", "10")]);
+    let client = reqwest::Client::new();
+    let asks = [
+        (
+            "nginx",
+            vec![
+                ("x-original-method", "DELETE"),
+                ("x-original-uri", "/books/42?code=SECRET-IN-QUERY"),
+            ],
+        ),
+        (
+            "traefik",
+            vec![
+                ("x-forwarded-method", "PUT"),
+                ("x-forwarded-uri", "/books/7?token=SECRET-IN-QUERY"),
+                ("x-forwarded-host", "shop.example"),
+            ],
+        ),
+    ];
+    for (id, headers) in &asks {
+        // Act
+        let mut request = client
+            .get(server.url("/auth/verify"))
+            .header(REQUEST_ID, *id);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    server.sigterm();
+    assert_eq!(server.wait_for_exit().code(), Some(0));
+
+    // Assert
+    let log = server.log();
+    assert!(
+        !log.iter().any(|l| l.contains("SECRET-IN-QUERY")),
+        "a query string was logged"
+    );
+    let line = |id: &str| {
+        log.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["target"] == "latchkey::access" && e["request_id"] == id)
+            .unwrap_or_else(|| panic!("no access line for {id}:\n{}", log.join("\n")))
+    };
+    let nginx = line("nginx");
+    assert_eq!(nginx["original_method"], "DELETE");
+    assert_eq!(nginx["original_uri"], "/books/42");
+    assert_eq!(nginx["route"], "/auth/verify");
+    let traefik = line("traefik");
+    assert_eq!(traefik["original_method"], "PUT");
+    assert_eq!(traefik["original_uri"], "/books/7");
+    assert_eq!(traefik["original_host"], "shop.example");
+}

@@ -36,7 +36,12 @@ async fn the_openapi_document_describes_exactly_the_registered_routes(backend: B
         .flat_map(|endpoint| {
             endpoint
                 .methods()
-                .map(|m| (m.as_str().to_lowercase(), endpoint.path.to_owned()))
+                .map(|m| {
+                    (
+                        m.as_str().to_lowercase(),
+                        endpoint.documented_path().to_owned(),
+                    )
+                })
                 .collect::<Vec<_>>()
         })
         .collect();
