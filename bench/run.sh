@@ -27,7 +27,7 @@ SCALE_SAMPLE=${BENCH_SCALE_SAMPLE:-1000}
 SCALE_WIDE_SAMPLE=${BENCH_SCALE_WIDE_SAMPLE:-10000}
 BCRYPT_SAMPLES=${BENCH_BCRYPT_SAMPLES:-5}
 MYSQL_SERVER=${BENCH_MYSQL_URL:-mysql://root@127.0.0.1:3306}
-SCENARIOS=${BENCH_SCENARIOS:-baseline-read,baseline-write,status,status-touch0,status-sqlite,login,flood,scale}
+SCENARIOS=${BENCH_SCENARIOS:-baseline-read,baseline-write,status,verify,status-touch0,status-sqlite,login,flood,scale}
 if [ -z "${BENCH_WRITE_RESULTS:-}" ]; then
     # Full runs (the default duration) keep their output; quick passes do not.
     if [ "$DURATION" = "$DEFAULT_DURATION" ]; then BENCH_WRITE_RESULTS=1; else BENCH_WRITE_RESULTS=0; fi
@@ -491,6 +491,14 @@ if wants status; then
     record status "$WORK/wrk.out"
 fi
 
+if wants verify; then
+    log "verify: GET /auth/verify (forward authentication), default configuration"
+    start_latchkey verify "$MYSQL_URL"
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /auth/verify "${STATUS_ENV[@]}"
+    stop_process
+    record verify "$WORK/wrk.out"
+fi
+
 if wants status-touch0; then
     log "status-touch0: LATCHKEY_TOUCH_INTERVAL=0 (a write on every request)"
     start_latchkey status-touch0 "$MYSQL_URL" LATCHKEY_TOUCH_INTERVAL=0
@@ -675,6 +683,10 @@ report() {
         r=$(ratio status baseline-read)
         row status "${r:-—} status/baseline-read$(spread status baseline-read)" "≥ 0.85: $(verdict ge "$r" 0.85)"
     fi
+    if has verify; then
+        r=$(ratio verify status)
+        row verify "${r:-—} verify/status$(spread verify status)" "≥ 0.95: $(verdict ge "$r" 0.95)"
+    fi
     if has status-touch0; then
         r=$(ratio status-touch0 baseline-write)
         row status-touch0 "${r:-—} status-touch0/baseline-write$(spread status-touch0 baseline-write)" \
@@ -748,11 +760,11 @@ flood_login_ok() { # REFUSED WITH_RETRY_AFTER (503 + 429)
 
 notes() {
     local service_rss_max ready_list ready_max
-    service_rss_max=$(for n in status status-touch0 status-sqlite login flood-check scale scale-wide; do
+    service_rss_max=$(for n in status verify status-touch0 status-sqlite login flood-check scale scale-wide; do
         [ -n "${RSS[$n]:-}" ] && echo "${RSS[$n]}"; done | sort -n | tail -n 1)
-    ready_list=$(for n in status status-touch0 status-sqlite login flood-check scale scale-wide; do
+    ready_list=$(for n in status verify status-touch0 status-sqlite login flood-check scale scale-wide; do
         [ -n "${READY[$n]:-}" ] && printf '%s %s ms, ' "$n" "${READY[$n]}"; done)
-    ready_max=$(for n in status status-touch0 status-sqlite login flood-check scale scale-wide; do
+    ready_max=$(for n in status verify status-touch0 status-sqlite login flood-check scale scale-wide; do
         [ -n "${READY[$n]:-}" ] && echo "${READY[$n]}"; done | sort -n | tail -n 1)
     echo
     [ -n "${BCRYPT_CEILING:-}" ] && echo "- bcrypt ceiling: $CORES cores ÷ ${BCRYPT_MS} ms per verification at cost 12 (median of $BCRYPT_SAMPLES, latchkey's hasher, measured in this run) = $BCRYPT_CEILING logins/s."
@@ -772,12 +784,12 @@ notes() {
         echo "- scale: $SCALE_SESSIONS sessions in the table (bulk-seeded in ${SCALE_SEED_S} s; the table is ${SCALE_SIZES:-of unknown size}), tokens rotated over $(wc -l <"$WORK/mysql/scale_tokens.txt") of them, spread evenly over the table (status rotates over $USERS); scale-wide over $(wc -l <"$WORK/mysql/scale_wide_tokens.txt")."
     fi
     local label busy=""
-    for label in baseline-read baseline-write status status-touch0 status-sqlite login flood scale; do
+    for label in baseline-read baseline-write status verify status-touch0 status-sqlite login flood scale; do
         [ -n "${LOG_ERRORS[$label]:-}" ] && echo "- service log of $label: ${LOG_ERRORS[$label]}."
         [ "${COMPILING[$label]:-0}" -gt 0 ] && busy="$busy $label"
     done
     local per_request=""
-    for label in baseline-read baseline-block baseline-write status status-touch0 login flood scale scale-baseline scale-wide; do
+    for label in baseline-read baseline-block baseline-write status verify status-touch0 login flood scale scale-baseline scale-wide; do
         [ -n "${DB_DELTA[$label]:-}" ] || continue
         local requests=${REQUESTS[$label]:-0}
         [ "$label" = flood ] && requests=$((${REQUESTS[flood-check]:-0} + ${REQUESTS[flood-login]:-0}))
@@ -786,7 +798,7 @@ notes() {
             printf "%s %.2f SELECT + %.2f UPDATE + %.2f INSERT + %.2f DELETE (%.2f PREPARE, %.2f buffer-pool misses); ", l, x[1] / r, x[2] / r, x[3] / r, x[4] / r, x[5] / r, x[6] / r }')"
     done
     local cpu=""
-    for label in baseline-read baseline-block baseline-write status status-touch0 status-sqlite login flood scale scale-baseline scale-wide; do
+    for label in baseline-read baseline-block baseline-write status verify status-touch0 status-sqlite login flood scale scale-baseline scale-wide; do
         [ -n "${CPU_DELTA[$label]:-}" ] || continue
         local requests=${REQUESTS[$label]:-0}
         [ "$label" = flood ] && requests=$((${REQUESTS[flood-check]:-0} + ${REQUESTS[flood-login]:-0}))
@@ -802,7 +814,7 @@ notes() {
     else
         echo "- no compiler processes of other users were seen during the scenarios (sampled every second)."
     fi
-    echo "- status, status-sqlite, flood and scale start with the rotated sessions used just now (bench-seed refresh), i.e. the steady state of the 60 s touch interval: reads only. baseline-* and status-touch0 write as their names say."
+    echo "- status, verify, status-sqlite, flood and scale start with the rotated sessions used just now (bench-seed refresh), i.e. the steady state of the 60 s touch interval: reads only. baseline-* and status-touch0 write as their names say."
     echo "- wrk, MariaDB and the service share the same $(nproc) cores; wrk uses $THREADS threads. Durations: ${DURATION} s per scenario (flood logins $((DURATION + 2)) s around the ${DURATION} s of checks)."
     if ((ROUNDS > 1)); then
         echo "- $ROUNDS rounds, one after another, each running every scenario once: requests/s, p50 and p99 are the medians of the rounds, every ratio the median of the rounds' ratios (each taken within one round), non-2xx counts and CPU per request cover all rounds, peak RSS and ready times are the maxima. The flood-login row and the flood details above (refusals, cores, curl probes) are the last round's; the login row's logins/s is the median."

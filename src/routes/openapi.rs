@@ -61,9 +61,86 @@ impl Modify for SecuritySchemes {
 pub fn document() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .expect("the OpenAPI document serialises")
+        let mut document =
+            serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
+        declare_common_answers(&mut document);
+        document.to_string()
+    })
+}
+
+/// The answers that come from the framework and the middleware rather than
+/// from a handler, declared on every operation they can reach, so that the
+/// document lists every status a route can return (a fuzzer checks it,
+/// `scripts/openapi-fuzz.sh`): 431 everywhere (the header bound), 401 where
+/// a token or key is needed, 400/413/415 where a body is read, 400 where a
+/// query or path parameter is parsed, 503 wherever the database is asked.
+fn declare_common_answers(document: &mut serde_json::Value) {
+    let Some(paths) = document
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        let uses_database = !matches!(path.as_str(), "/healthz" | "/openapi.json" | "/metrics");
+        for operation in item
+            .values_mut()
+            .filter_map(serde_json::Value::as_object_mut)
+        {
+            let secured = operation
+                .get("security")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|requirements| {
+                    requirements
+                        .iter()
+                        .any(|r| r.as_object().is_some_and(|r| !r.is_empty()))
+                });
+            let has_body = operation.contains_key("requestBody");
+            let has_parameters = operation
+                .get("parameters")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|p| !p.is_empty());
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(serde_json::Value::as_object_mut)
+            else {
+                continue;
+            };
+            let mut declare = |status: &str, description: &str| {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| error_response(description));
+            };
+            declare("431", "A request header is larger than 8 KiB");
+            if secured {
+                declare("401", "No valid token or key");
+            }
+            if has_body {
+                declare("400", "Malformed JSON or missing fields");
+                declare("413", "The body is larger than LATCHKEY_MAX_BODY_BYTES");
+                declare("415", "The body is not JSON");
+            }
+            if has_parameters {
+                declare("400", "A malformed query or path parameter");
+            }
+            if uses_database {
+                declare("503", "The database is unreachable; see Retry-After");
+            }
+        }
+    }
+}
+
+fn error_response(description: &str) -> serde_json::Value {
+    serde_json::json!({
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": { "$ref": "#/components/schemas/ErrorBody" }
+            }
+        }
     })
 }
 

@@ -149,3 +149,49 @@ async fn every_documented_parameter_is_where_the_route_takes_it(backend: Backend
     }
     assert!(misplaced.is_empty(), "{misplaced:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_declares_the_answers_the_framework_gives() {
+    let document = document(Backend::Sqlite).await;
+    let statuses = |method: &str, path: &str| -> BTreeSet<String> {
+        document["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let missing = |method: &str, path: &str, wanted: &[&str]| -> Vec<String> {
+        let have = statuses(method, path);
+        wanted
+            .iter()
+            .filter(|s| !have.contains(**s))
+            .map(|s| format!("{method} {path}: {s}"))
+            .collect()
+    };
+    let mut gaps = Vec::new();
+    for (method, path) in [
+        ("get", "/admin/users"),
+        ("get", "/admin/users/{id}"),
+        ("patch", "/admin/users/{id}"),
+        ("delete", "/admin/users/{id}"),
+        ("get", "/admin/users/{id}/sessions"),
+        ("delete", "/admin/users/{id}/sessions"),
+        ("get", "/admin/users/{id}/events"),
+    ] {
+        gaps.extend(missing(method, path, &["401", "403", "431", "503"]));
+    }
+    for path in ["/auth/login", "/auth/register", "/auth/password/forgot"] {
+        gaps.extend(missing("post", path, &["400", "413", "415", "431"]));
+    }
+    gaps.extend(missing("get", "/admin/users", &["400"]));
+    gaps.extend(missing("get", "/auth/verify", &["200", "401", "403"]));
+    assert!(gaps.is_empty(), "undeclared answers: {gaps:#?}");
+    // Each added answer has the error schema.
+    let added = &document["paths"]["/auth/login"]["post"]["responses"]["415"];
+    assert_eq!(
+        added["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorBody"
+    );
+    assert!(document["components"]["schemas"]["ErrorBody"].is_object());
+}
