@@ -18,7 +18,9 @@
 //! through `web::block` instead, as actix's own diesel example does (the
 //! `baseline-block` diagnostic row).
 //!
-//! Configuration (environment): `DATABASE_URL` (mysql://…, required),
+//! Configuration (environment): `DATABASE_URL` (mysql://… or postgres://…,
+//! required; the pool is latchkey's, queries run on the backend's own
+//! connection as latchkey's hot path runs them),
 //! `BASELINE_BIND` (default 127.0.0.1:18081), `BASELINE_WORKERS` (default:
 //! one per core), `BASELINE_POOL_SIZE` (default: four connections per
 //! worker: with two, reads were the same and writes 13-15 % slower; latchkey
@@ -30,10 +32,9 @@ use std::time::Duration;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context as _;
-use diesel::MysqlConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, Pool};
 use latchkey::db::schema::{authentication_tokens as tokens, users};
+use latchkey::db::{Connection, DatabaseUrl, PoolOptions};
 use latchkey::domain::now;
 use latchkey::store::sessions::Session;
 use latchkey::store::token_check;
@@ -44,9 +45,9 @@ use sha2::{Digest as _, Sha256};
 /// module comment).
 const CONNECTIONS_PER_WORKER: usize = 4;
 
-type MysqlPool = Pool<ConnectionManager<MysqlConnection>>;
+type DbPool = latchkey::db::Pool;
 
-type Job = Box<dyn FnOnce(&MysqlPool) + Send>;
+type Job = Box<dyn FnOnce(&DbPool) + Send>;
 
 /// Where the handlers' database work runs.
 #[derive(Clone)]
@@ -54,11 +55,11 @@ enum Dispatch {
     /// One thread per pooled connection, taking jobs from one queue.
     Threads(crossbeam_channel::Sender<Job>),
     /// tokio's blocking pool, through `web::block`.
-    Block(std::sync::Arc<MysqlPool>),
+    Block(std::sync::Arc<DbPool>),
 }
 
 impl Dispatch {
-    fn threads(pool: &MysqlPool, threads: u32) -> anyhow::Result<Self> {
+    fn threads(pool: &DbPool, threads: u32) -> anyhow::Result<Self> {
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         for _ in 0..threads.max(1) {
             let (queue, pool) = (queue.clone(), pool.clone());
@@ -74,7 +75,7 @@ impl Dispatch {
     /// Runs `work` with the pool off the async workers; `None` if it failed.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&MysqlPool) -> T + Send + 'static,
+        work: impl FnOnce(&DbPool) -> T + Send + 'static,
     ) -> Option<T> {
         match self {
             Self::Threads(jobs) => {
@@ -119,16 +120,26 @@ fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
 }
 
 /// One indexed SELECT by digest and, for `/write`, one single-row UPDATE.
-fn check(pool: &MysqlPool, digest: &[u8], mode: Mode) -> Outcome {
+fn check(pool: &DbPool, digest: &[u8], mode: Mode) -> Outcome {
     let Ok(mut conn) = pool.get() else {
         return Outcome::Failed;
     };
-    let found = tokens::table
+    let conn: &mut Connection = &mut conn;
+    macro_rules! on_backend {
+        ($c:ident => $body:expr) => {
+            match conn {
+                Connection::Mysql($c) => $body,
+                Connection::Postgres($c) => $body,
+                Connection::Sqlite($c) => $body,
+            }
+        };
+    }
+    let found = on_backend!(c => tokens::table
         .inner_join(users::table)
         .filter(tokens::token_hash.eq(digest))
         .select((Session::as_select(), User::as_select()))
-        .first::<(Session, User)>(&mut conn)
-        .optional();
+        .first::<(Session, User)>(c)
+        .optional());
     let (session, user) = match found {
         Ok(Some(row)) => row,
         Ok(None) => return Outcome::NotFound,
@@ -136,7 +147,7 @@ fn check(pool: &MysqlPool, digest: &[u8], mode: Mode) -> Outcome {
     };
     if let Mode::Write = mode {
         let at = now();
-        let updated = token_check::slide(&[digest], at).execute(&mut conn);
+        let updated = on_backend!(c => token_check::slide(&[digest], at).execute(c));
         if updated.is_err() {
             return Outcome::Failed;
         }
@@ -182,7 +193,7 @@ async fn readyz(db: web::Data<Dispatch>) -> HttpResponse {
     let pinged = db
         .run(|pool| {
             let mut conn = pool.get().ok()?;
-            diesel::sql_query("SELECT 1").execute(&mut conn).ok()
+            latchkey::db::ping(&mut conn).ok()
         })
         .await;
     match pinged {
@@ -193,10 +204,12 @@ async fn readyz(db: web::Data<Dispatch>) -> HttpResponse {
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL (mysql://…) is required")?;
+    let url = std::env::var("DATABASE_URL")
+        .context("DATABASE_URL (mysql://… or postgres://…) is required")?;
+    let url = DatabaseUrl::parse(&url).map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?;
     anyhow::ensure!(
-        url.starts_with("mysql://"),
-        "the baseline runs on MySQL/MariaDB only; DATABASE_URL must start with mysql://"
+        !matches!(url, DatabaseUrl::Sqlite(_)),
+        "the baseline runs on a database server: mysql://… or postgres://…"
     );
     let bind = env_or("BASELINE_BIND", "127.0.0.1:18081");
     let workers = match env_number("BASELINE_WORKERS", 0)? {
@@ -210,12 +223,15 @@ async fn main() -> anyhow::Result<()> {
     let pool_size = u32::try_from(pool_size)?;
     // The same pool settings as latchkey: no ping on checkout, a fixed size
     // (every connection opened at start-up), a two-second acquire timeout.
-    let pool = Pool::builder()
-        .max_size(pool_size)
-        .connection_timeout(Duration::from_secs(2))
-        .test_on_check_out(false)
-        .build(ConnectionManager::<MysqlConnection>::new(url))
-        .context("failed to connect to the database")?;
+    let pool = latchkey::db::build_pool(
+        &url,
+        &PoolOptions {
+            max_size: pool_size,
+            min_idle: None,
+            acquire_timeout: Duration::from_secs(2),
+        },
+    );
+    drop(pool.get().context("failed to connect to the database")?);
     let dispatch = env_or("BASELINE_DISPATCH", "threads");
     let db = web::Data::new(match dispatch.as_str() {
         "threads" => Dispatch::threads(&pool, pool_size)?,

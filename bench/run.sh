@@ -27,7 +27,10 @@ SCALE_SAMPLE=${BENCH_SCALE_SAMPLE:-1000}
 SCALE_WIDE_SAMPLE=${BENCH_SCALE_WIDE_SAMPLE:-10000}
 BCRYPT_SAMPLES=${BENCH_BCRYPT_SAMPLES:-5}
 MYSQL_SERVER=${BENCH_MYSQL_URL:-mysql://root@127.0.0.1:3306}
-SCENARIOS=${BENCH_SCENARIOS:-baseline-read,baseline-write,status,verify,status-touch0,status-sqlite,login,flood,scale}
+# The `postgres` scenarios (baseline-read/-write, status, status-touch0 on
+# PostgreSQL) run on this server, in a database of their own.
+POSTGRES_SERVER=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+SCENARIOS=${BENCH_SCENARIOS:-baseline-read,baseline-write,status,verify,status-touch0,status-sqlite,postgres,login,flood,scale}
 if [ -z "${BENCH_WRITE_RESULTS:-}" ]; then
     # Full runs (the default duration) keep their output; quick passes do not.
     if [ "$DURATION" = "$DEFAULT_DURATION" ]; then BENCH_WRITE_RESULTS=1; else BENCH_WRITE_RESULTS=0; fi
@@ -93,6 +96,7 @@ DB_NAME="latchkey_bench_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 # scenarios of later rounds still see the small one.
 SCALE_DB_NAME="${DB_NAME}scale"
 DBS_CREATED=()
+PG_DBS_CREATED=()
 SERVER_PID=""
 MONITOR_PID=""
 BG_PIDS=()
@@ -109,6 +113,13 @@ cleanup() {
             log "dropped database $db"
         else
             log "warning: could not drop database $db"
+        fi
+    done
+    for db in "${PG_DBS_CREATED[@]}"; do
+        if "$SEED" drop-db --server "$POSTGRES_SERVER" --name "$db"; then
+            log "dropped PostgreSQL database $db"
+        else
+            log "warning: could not drop PostgreSQL database $db"
         fi
     done
     if [ -n "${BENCH_KEEP_WORKDIR:-}" ]; then
@@ -147,7 +158,8 @@ MYSQL_URL="$MYSQL_SERVER/$DB_NAME"
 SCALE_URL="$MYSQL_SERVER/$SCALE_DB_NAME"
 SQLITE_FILE="$WORK/sqlite/latchkey.sqlite3"
 SQLITE_URL="sqlite://$SQLITE_FILE"
-mkdir -p "$WORK/mysql" "$WORK/sqlite" "$WORK/out"
+POSTGRES_URL="$POSTGRES_SERVER/${DB_NAME}pg"
+mkdir -p "$WORK/mysql" "$WORK/sqlite" "$WORK/postgres" "$WORK/out"
 
 "$SEED" create-db --server "$MYSQL_SERVER" --name "$DB_NAME"
 DBS_CREATED+=("$DB_NAME")
@@ -155,6 +167,12 @@ log "created database $DB_NAME; scratch directory $WORK"
 
 log "seeding MariaDB: $USERS users with a session, $LOGIN_USERS login users (one bcrypt hash, shared); timing bcrypt"
 "$SEED" seed --url "$MYSQL_URL" --out "$WORK/mysql" --users "$USERS" --login-users "$LOGIN_USERS"
+if wants postgres; then
+    "$SEED" create-db --server "$POSTGRES_SERVER" --name "${DB_NAME}pg"
+    PG_DBS_CREATED+=("${DB_NAME}pg")
+    log "seeding PostgreSQL the same way (database ${DB_NAME}pg)"
+    "$SEED" seed --url "$POSTGRES_URL" --out "$WORK/postgres" --users "$USERS" --login-users "$LOGIN_USERS"
+fi
 if wants status-sqlite; then
     log "seeding SQLite the same way"
     "$SEED" seed --url "$SQLITE_URL" --out "$WORK/sqlite" --users "$USERS" --login-users "$LOGIN_USERS"
@@ -300,7 +318,7 @@ start_latchkey() { # LABEL DATABASE_URL [VAR=VALUE...]
     start_process "$label" DATABASE_URL="$url" LATCHKEY_BIND="127.0.0.1:$PORT" "$@" "${SERVICE_ENV[@]}" "$LATCHKEY" serve
 }
 
-start_baseline() { # LABEL [VAR=VALUE...]
+start_baseline() { # LABEL [VAR=VALUE...] (a later DATABASE_URL=… wins)
     local label=$1
     shift
     start_process "$label" DATABASE_URL="$MYSQL_URL" BASELINE_BIND="127.0.0.1:$PORT" "$@" "$BASELINE"
@@ -499,6 +517,31 @@ if wants verify; then
     record verify "$WORK/wrk.out"
 fi
 
+if wants postgres; then
+    PG_STATUS_ENV=(BENCH_TOKENS_FILE="$WORK/postgres/tokens.txt")
+    log "baseline-read-postgres: the bare handler on PostgreSQL"
+    start_baseline baseline-read-postgres DATABASE_URL="$POSTGRES_URL"
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /read "${PG_STATUS_ENV[@]}"
+    stop_process
+    record baseline-read-postgres "$WORK/wrk.out"
+    log "baseline-write-postgres: the bare handler on PostgreSQL, SELECT + UPDATE"
+    start_baseline baseline-write-postgres DATABASE_URL="$POSTGRES_URL"
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /write "${PG_STATUS_ENV[@]}"
+    stop_process
+    record baseline-write-postgres "$WORK/wrk.out"
+    log "status-postgres: GET /auth/status on PostgreSQL, default configuration"
+    refresh "$POSTGRES_URL" "$WORK/postgres/tokens.txt"
+    start_latchkey status-postgres "$POSTGRES_URL"
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /auth/status "${PG_STATUS_ENV[@]}"
+    stop_process
+    record status-postgres "$WORK/wrk.out"
+    log "status-touch0-postgres: LATCHKEY_TOUCH_INTERVAL=0 on PostgreSQL"
+    start_latchkey status-touch0-postgres "$POSTGRES_URL" LATCHKEY_TOUCH_INTERVAL=0
+    run_wrk "$WORK/wrk.out" "$CONNECTIONS" status.lua /auth/status "${PG_STATUS_ENV[@]}"
+    stop_process
+    record status-touch0-postgres "$WORK/wrk.out"
+fi
+
 if wants status-touch0; then
     log "status-touch0: LATCHKEY_TOUCH_INTERVAL=0 (a write on every request)"
     start_latchkey status-touch0 "$MYSQL_URL" LATCHKEY_TOUCH_INTERVAL=0
@@ -692,6 +735,14 @@ report() {
         row status-touch0 "${r:-—} status-touch0/baseline-write$(spread status-touch0 baseline-write)" \
             "≥ 0.85, 0 non-2xx: $(verdict touch0_ok "$r")"
     fi
+    if has status-postgres; then
+        row baseline-read-postgres "— (ceiling for status-postgres)" "—"
+        row baseline-write-postgres "— (ceiling for status-touch0-postgres)" "—"
+        r=$(ratio status-postgres baseline-read-postgres)
+        row status-postgres "${r:-—} status-postgres/baseline-read-postgres$(spread status-postgres baseline-read-postgres)" "≥ 1.50: $(verdict ge "$r" 1.5)"
+        r=$(ratio status-touch0-postgres baseline-write-postgres)
+        row status-touch0-postgres "${r:-—} status-touch0-postgres/baseline-write-postgres$(spread status-touch0-postgres baseline-write-postgres)" "≥ 0.85: $(verdict ge "$r" 0.85)"
+    fi
     if has status-sqlite; then
         r=$(ratio status-sqlite status)
         row status-sqlite "${r:-—} status-sqlite/status$(spread status-sqlite status)" "≥ 1.00: $(verdict ge "$r" 1.0)"
@@ -760,11 +811,11 @@ flood_login_ok() { # REFUSED WITH_RETRY_AFTER (503 + 429)
 
 notes() {
     local service_rss_max ready_list ready_max
-    service_rss_max=$(for n in status verify status-touch0 status-sqlite login flood-check scale scale-wide; do
+    service_rss_max=$(for n in status verify status-touch0 status-sqlite status-postgres status-touch0-postgres login flood-check scale scale-wide; do
         [ -n "${RSS[$n]:-}" ] && echo "${RSS[$n]}"; done | sort -n | tail -n 1)
-    ready_list=$(for n in status verify status-touch0 status-sqlite login flood-check scale scale-wide; do
+    ready_list=$(for n in status verify status-touch0 status-sqlite status-postgres status-touch0-postgres login flood-check scale scale-wide; do
         [ -n "${READY[$n]:-}" ] && printf '%s %s ms, ' "$n" "${READY[$n]}"; done)
-    ready_max=$(for n in status verify status-touch0 status-sqlite login flood-check scale scale-wide; do
+    ready_max=$(for n in status verify status-touch0 status-sqlite status-postgres status-touch0-postgres login flood-check scale scale-wide; do
         [ -n "${READY[$n]:-}" ] && echo "${READY[$n]}"; done | sort -n | tail -n 1)
     echo
     [ -n "${BCRYPT_CEILING:-}" ] && echo "- bcrypt ceiling: $CORES cores ÷ ${BCRYPT_MS} ms per verification at cost 12 (median of $BCRYPT_SAMPLES, latchkey's hasher, measured in this run) = $BCRYPT_CEILING logins/s."
@@ -784,12 +835,12 @@ notes() {
         echo "- scale: $SCALE_SESSIONS sessions in the table (bulk-seeded in ${SCALE_SEED_S} s; the table is ${SCALE_SIZES:-of unknown size}), tokens rotated over $(wc -l <"$WORK/mysql/scale_tokens.txt") of them, spread evenly over the table (status rotates over $USERS); scale-wide over $(wc -l <"$WORK/mysql/scale_wide_tokens.txt")."
     fi
     local label busy=""
-    for label in baseline-read baseline-write status verify status-touch0 status-sqlite login flood scale; do
+    for label in baseline-read baseline-write status verify status-touch0 status-sqlite baseline-read-postgres baseline-write-postgres status-postgres status-touch0-postgres login flood scale; do
         [ -n "${LOG_ERRORS[$label]:-}" ] && echo "- service log of $label: ${LOG_ERRORS[$label]}."
         [ "${COMPILING[$label]:-0}" -gt 0 ] && busy="$busy $label"
     done
     local per_request=""
-    for label in baseline-read baseline-block baseline-write status verify status-touch0 login flood scale scale-baseline scale-wide; do
+    for label in baseline-read baseline-block baseline-write status verify status-touch0 baseline-read-postgres baseline-write-postgres status-postgres status-touch0-postgres login flood scale scale-baseline scale-wide; do
         [ -n "${DB_DELTA[$label]:-}" ] || continue
         local requests=${REQUESTS[$label]:-0}
         [ "$label" = flood ] && requests=$((${REQUESTS[flood-check]:-0} + ${REQUESTS[flood-login]:-0}))

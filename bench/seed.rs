@@ -55,7 +55,7 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Creates the (empty) benchmark database on a MariaDB server.
+    /// Creates the (empty) benchmark database on a MariaDB or PostgreSQL server.
     CreateDb {
         /// mysql://USER[:PASS]@HOST:PORT, without a database
         #[arg(long)]
@@ -115,20 +115,19 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
-        Command::CreateDb { server, name } => {
-            let mut conn = server_connection(&server, &name)?;
-            diesel::sql_query(format!("CREATE DATABASE `{name}`"))
-                .execute(&mut conn)
-                .with_context(|| format!("failed to create database {name}"))?;
-            Ok(())
-        }
-        Command::DropDb { server, name } => {
-            let mut conn = server_connection(&server, &name)?;
-            diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`"))
-                .execute(&mut conn)
-                .with_context(|| format!("failed to drop database {name}"))?;
-            Ok(())
-        }
+        Command::CreateDb { server, name } => on_server(&server, &name, |quote| {
+            format!("CREATE DATABASE {}", quote(&name))
+        })
+        .with_context(|| format!("failed to create database {name}")),
+        Command::DropDb { server, name } => on_server(&server, &name, |quote| {
+            if server.starts_with("postgres") {
+                // A connection of a killed service may linger.
+                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&name))
+            } else {
+                format!("DROP DATABASE IF EXISTS {}", quote(&name))
+            }
+        })
+        .with_context(|| format!("failed to drop database {name}")),
         Command::Seed {
             url,
             out,
@@ -146,9 +145,16 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// A connection to the server (no database), after checking that `name` is
-/// a benchmark database name: this program never touches anything else.
-fn server_connection(server: &str, name: &str) -> anyhow::Result<diesel::MysqlConnection> {
+/// Runs one statement (built with the server's identifier quoting) on the
+/// server, without a database, after checking that `name` is a benchmark
+/// database name: this program never touches anything else. MariaDB
+/// (`mysql://…`) or PostgreSQL (`postgres://…`, through its `postgres`
+/// database).
+fn on_server(
+    server: &str,
+    name: &str,
+    statement: impl Fn(&dyn Fn(&str) -> String) -> String,
+) -> anyhow::Result<()> {
     let suffix = name.strip_prefix("latchkey_bench_").unwrap_or_default();
     ensure!(
         suffix.len() >= 8
@@ -158,10 +164,21 @@ fn server_connection(server: &str, name: &str) -> anyhow::Result<diesel::MysqlCo
         "refusing database name {name:?}: expected latchkey_bench_<8+ lowercase letters or digits>"
     );
     ensure!(
-        server.starts_with("mysql://") && server.matches('/').count() == 2,
-        "--server must be mysql://USER[:PASS]@HOST:PORT without a database"
+        server.matches('/').count() == 2,
+        "--server must be mysql://… or postgres://USER[:PASS]@HOST:PORT without a database"
     );
-    diesel::MysqlConnection::establish(server).context("failed to connect to the MariaDB server")
+    if server.starts_with("mysql://") {
+        let mut conn = diesel::MysqlConnection::establish(server)
+            .context("failed to connect to the MariaDB server")?;
+        diesel::sql_query(statement(&|n| format!("`{n}`"))).execute(&mut conn)?;
+    } else if server.starts_with("postgres://") {
+        let mut conn = diesel::PgConnection::establish(&format!("{server}/postgres"))
+            .context("failed to connect to the PostgreSQL server")?;
+        diesel::sql_query(statement(&|n| format!("\"{n}\""))).execute(&mut conn)?;
+    } else {
+        bail!("--server must start with mysql:// or postgres://");
+    }
+    Ok(())
 }
 
 fn connect(url: &str) -> anyhow::Result<Connection> {
@@ -176,6 +193,7 @@ macro_rules! on_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
             Connection::Mysql($c) => $body,
+            Connection::Postgres($c) => $body,
             Connection::Sqlite($c) => $body,
         }
     };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages latchkey needs to build and test, if they are
-# missing: the MySQL/MariaDB client library (diesel links it), pkg-config,
+# missing: the MySQL/MariaDB and PostgreSQL client libraries (diesel links
+# them), pkg-config,
 # and nginx (the forward-authentication tests start one).
 # SQLite is compiled in (libsqlite3-sys "bundled"), so it needs nothing.
 set -euo pipefail
@@ -15,6 +16,7 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if ! pkg-config --exists libmariadb 2>/dev/null && ! pkg-config --exists mysqlclient 2>/dev/null; then
     missing+=(libmariadb-dev)
 fi
+pkg-config --exists libpq 2>/dev/null || missing+=(libpq-dev)
 # nginx: the forward-authentication tests run latchkey behind a real one.
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -5,5 +5,6 @@
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
     Mysql(diesel::MysqlConnection),
+    Postgres(diesel::PgConnection),
     Sqlite(diesel::SqliteConnection),
 }

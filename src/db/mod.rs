@@ -1,5 +1,5 @@
-//! Everything that differs between MySQL and SQLite lives here. The rest of
-//! the code sees one [`Connection`] and one [`Pool`].
+//! Everything that differs between MySQL, PostgreSQL and SQLite lives here.
+//! The rest of the code sees one [`Connection`] and one [`Pool`].
 
 mod batch;
 mod connection;
@@ -17,6 +17,7 @@ use diesel::r2d2;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 
 const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// The database used when `DATABASE_URL` is unset: a file next to the process.
@@ -32,7 +33,7 @@ pub use threads::DbThreads;
 pub type Pool = r2d2::Pool<ConnectionManager>;
 
 /// Runs `$body` with `$c` bound to the backend's own connection
-/// (`&mut MysqlConnection` or `&mut SqliteConnection`), for the queries of
+/// (`&mut MysqlConnection`, `&mut PgConnection` or `&mut SqliteConnection`), for the queries of
 /// the hot path. Through the [`Connection`] enum, diesel writes out a
 /// query's SQL text on every execution to find its prepared statement
 /// (6 % of the service's CPU in `bench/run.sh`'s status scenario); on the
@@ -41,6 +42,7 @@ macro_rules! on_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
             $crate::db::Connection::Mysql($c) => $body,
+            $crate::db::Connection::Postgres($c) => $body,
             $crate::db::Connection::Sqlite($c) => $body,
         }
     };
@@ -79,7 +81,8 @@ impl std::ops::DerefMut for PoolConnection {
 /// Whether an error means the database cannot be reached (as opposed to a
 /// query that is wrong): these become 503, not 500. libmysqlclient reports
 /// them with client error numbers 2002–2013 and diesel passes on only the
-/// message; SQLite's "database is locked" means the busy timeout ran out.
+/// message, as it does for libpq's; SQLite's "database is locked" means the
+/// busy timeout ran out.
 pub fn is_unavailable(error: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
     match error {
@@ -95,6 +98,12 @@ pub fn is_unavailable(error: &diesel::result::Error) -> bool {
                 "connection refused",
                 "server shutdown in progress",
                 "database is locked",
+                // libpq and PostgreSQL
+                "server closed the connection",
+                "could not connect",
+                "terminating connection",
+                "the database system is",
+                "no connection to the server",
             ]
             .iter()
             .any(|needle| message.contains(needle))
@@ -111,6 +120,12 @@ pub fn retry_on_deadlock<T>(mut attempt: impl FnMut() -> QueryResult<T>) -> Quer
     for _ in 1..ATTEMPTS {
         match attempt() {
             Err(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => continue,
+            // PostgreSQL's 40P01, which diesel does not name.
+            Err(Error::DatabaseError(DatabaseErrorKind::Unknown, info))
+                if info.message().starts_with("deadlock detected") =>
+            {
+                continue;
+            }
             done => return done,
         }
     }
@@ -125,16 +140,21 @@ pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Mysql(String),
+    Postgres(String),
     Sqlite(String),
 }
 
 impl DatabaseUrl {
-    /// Accepts `mysql://…`, `sqlite://PATH`, `sqlite:PATH` and `file:PATH`.
+    /// Accepts `mysql://…` (or `mariadb://…`), `postgres://…` (or
+    /// `postgresql://…`), `sqlite://PATH`, `sqlite:PATH` and `file:PATH`.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
         if raw.starts_with("mysql://") || raw.starts_with("mariadb://") {
             let rest = raw.split_once("://").map_or("", |(_, rest)| rest);
             return Ok(Self::Mysql(format!("mysql://{rest}")));
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(Self::Postgres(raw.to_owned()));
         }
         let path = raw
             .strip_prefix("sqlite://")
@@ -144,7 +164,7 @@ impl DatabaseUrl {
             Some("") => Err("the SQLite URL names no file".into()),
             Some(path) => Ok(Self::Sqlite(path.to_owned())),
             None => Err(
-                "expected a URL starting with mysql:// or sqlite:// (for example sqlite://latchkey.sqlite3)"
+                "expected a URL starting with mysql://, postgres:// or sqlite:// (for example sqlite://latchkey.sqlite3)"
                     .into(),
             ),
         }
@@ -153,6 +173,7 @@ impl DatabaseUrl {
     pub fn backend_name(&self) -> &'static str {
         match self {
             Self::Mysql(_) => "mysql",
+            Self::Postgres(_) => "postgres",
             Self::Sqlite(_) => "sqlite",
         }
     }
@@ -165,6 +186,13 @@ impl fmt::Debug for DatabaseUrl {
             Self::Mysql(url) => {
                 let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
                 write!(f, "mysql://…@{}", host.trim_start_matches("mysql://"))
+            }
+            Self::Postgres(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                // Query parameters may carry a password too.
+                let host = host.split('?').next().unwrap_or(host);
+                write!(f, "{scheme}://…@{host}")
             }
             Self::Sqlite(path) => write!(f, "sqlite://{path}"),
         }
@@ -207,6 +235,7 @@ impl r2d2::ManageConnection for ConnectionManager {
         conn.lost
             || match &mut conn.conn {
                 Connection::Mysql(c) => c.is_broken(),
+                Connection::Postgres(c) => c.is_broken(),
                 Connection::Sqlite(c) => c.is_broken(),
             }
     }
@@ -219,6 +248,15 @@ fn open(url: &DatabaseUrl) -> Result<Connection, r2d2::Error> {
         DatabaseUrl::Mysql(url) => diesel::MysqlConnection::establish(url)
             .map(Connection::Mysql)
             .map_err(r2d2::Error::ConnectionError),
+        DatabaseUrl::Postgres(url) => {
+            let mut conn =
+                diesel::PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
+            // Timestamps are UTC (diesel's TIMESTAMP is without a zone);
+            // the session's zone only matters to NOW(), which is not used.
+            conn.batch_execute("SET TIME ZONE 'UTC'")
+                .map_err(r2d2::Error::QueryError)?;
+            Ok(Connection::Postgres(conn))
+        }
         DatabaseUrl::Sqlite(path) => {
             let mut conn =
                 diesel::SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
@@ -273,6 +311,7 @@ pub fn ping(conn: &mut Connection) -> QueryResult<()> {
 pub fn run_migrations(conn: &mut Connection) -> anyhow::Result<Vec<String>> {
     let applied = match conn {
         Connection::Mysql(c) => c.run_pending_migrations(MYSQL_MIGRATIONS),
+        Connection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
         Connection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
     }
     .map_err(|e| anyhow::anyhow!(e))
@@ -315,8 +354,26 @@ mod tests {
     }
 
     #[test]
+    fn postgres_urls_are_recognised_by_scheme() {
+        for url in ["postgres://u:p@h:5432/db", "postgresql://u@h/db"] {
+            assert_eq!(
+                DatabaseUrl::parse(url),
+                Ok(DatabaseUrl::Postgres(url.into()))
+            );
+        }
+        let shown = format!(
+            "{:?}",
+            DatabaseUrl::parse("postgres://app:hunter2@db/l?password=x2").unwrap()
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("x2"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn unknown_schemes_and_bare_paths_are_refused() {
-        assert!(DatabaseUrl::parse("postgres://localhost/db").is_err());
+        assert!(DatabaseUrl::parse("redis://localhost/db").is_err());
         assert!(DatabaseUrl::parse("mysql:/oops").is_err());
         assert!(DatabaseUrl::parse("latchkey.db").is_err());
     }

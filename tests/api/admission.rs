@@ -48,6 +48,19 @@ fn hold_session_lock(
                 })
                 .expect("the locking transaction");
             }
+            Backend::Postgres => {
+                conn.transaction(|c| {
+                    diesel::sql_query(
+                        "SELECT id FROM authentication_tokens WHERE id = $1 FOR UPDATE",
+                    )
+                    .bind::<Text, _>(&session_id)
+                    .execute(c)?;
+                    locked_tx.send(()).expect("the test listens");
+                    release_rx.recv().expect("the test releases the lock");
+                    diesel::QueryResult::Ok(())
+                })
+                .expect("the locking transaction");
+            }
             Backend::Sqlite => {
                 diesel::sql_query("BEGIN IMMEDIATE")
                     .execute(conn)

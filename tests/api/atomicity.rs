@@ -19,22 +19,31 @@ async fn refuse_new_sessions(app: &TestApp, backend: Backend) {
             "CREATE TRIGGER refuse_sessions BEFORE INSERT ON authentication_tokens \
              FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'"
         }
+        Backend::Postgres => {
+            "CREATE FUNCTION refuse_sessions() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+             CREATE TRIGGER refuse_sessions BEFORE INSERT ON authentication_tokens \
+             FOR EACH ROW EXECUTE FUNCTION refuse_sessions()"
+        }
         Backend::Sqlite => {
             "CREATE TRIGGER refuse_sessions BEFORE INSERT ON authentication_tokens \
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
         }
     };
     app.with_db(move |conn| {
-        diesel::sql_query(sql)
-            .execute(conn)
-            .expect("trigger created")
+        use diesel::connection::SimpleConnection as _;
+        conn.batch_execute(sql).expect("trigger created")
     })
     .await;
 }
 
-async fn allow_new_sessions(app: &TestApp) {
-    app.with_db(|conn| {
-        diesel::sql_query("DROP TRIGGER refuse_sessions")
+async fn allow_new_sessions(app: &TestApp, backend: Backend) {
+    let sql = match backend {
+        Backend::Postgres => "DROP TRIGGER refuse_sessions ON authentication_tokens",
+        Backend::Mysql | Backend::Sqlite => "DROP TRIGGER refuse_sessions",
+    };
+    app.with_db(move |conn| {
+        diesel::sql_query(sql)
             .execute(conn)
             .expect("trigger dropped")
     })
@@ -69,7 +78,7 @@ async fn a_login_whose_session_cannot_be_stored_fails_and_changes_nothing(backen
     assert_eq!(last_login, None);
     // The registration's token still works, and logins work again.
     assert_eq!(app.status(&user.token).await.status(), 200);
-    allow_new_sessions(&app).await;
+    allow_new_sessions(&app, backend).await;
     assert_eq!(app.login(&user.email, PASSWORD).await.status(), 200);
 }
 
@@ -85,7 +94,7 @@ async fn a_registration_whose_session_cannot_be_stored_creates_no_user(backend: 
     assert_error(response, 500, "internal_error").await;
     assert_eq!(app.count_users().await, 0);
     assert_eq!(app.count_sessions().await, 0);
-    allow_new_sessions(&app).await;
+    allow_new_sessions(&app, backend).await;
     assert_eq!(
         app.register("atomic@example.com", PASSWORD).await.status(),
         201

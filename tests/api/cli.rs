@@ -18,7 +18,7 @@ on_both_backends!(
 
 pub(crate) fn database_url_string(url: &DatabaseUrl) -> String {
     match url {
-        DatabaseUrl::Mysql(url) => url.clone(),
+        DatabaseUrl::Mysql(url) | DatabaseUrl::Postgres(url) => url.clone(),
         DatabaseUrl::Sqlite(path) => format!("sqlite://{path}"),
     }
 }
@@ -173,7 +173,7 @@ fn bad_settings_exit_2_with_one_line_naming_the_variable() {
             "LATCHKEY_SESSIONS_PER_USER",
         ),
         ("LATCHKEY_BIND", "nowhere", "LATCHKEY_BIND"),
-        ("DATABASE_URL", "postgres://localhost/db", "DATABASE_URL"),
+        ("DATABASE_URL", "redis://localhost/db", "DATABASE_URL"),
         // Valid alone, but longer than the default idle timeout.
         (
             "LATCHKEY_TOUCH_INTERVAL",

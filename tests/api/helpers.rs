@@ -37,11 +37,13 @@ pub fn varied_password(len: usize) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Mysql,
+    Postgres,
     Sqlite,
 }
 
 /// Generates one `#[tokio::test]` per backend for each named async fn
-/// taking a `Backend`: `name::mysql` and `name::sqlite`.
+/// taking a `Backend`: `name::mysql`, `name::postgres` and `name::sqlite`
+/// (the macro kept its name from when there were two).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -50,6 +52,10 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn mysql() {
                     super::$name($crate::helpers::Backend::Mysql).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
                 }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
@@ -551,11 +557,13 @@ pub async fn spawn_app_upgraded<T>(
 ) -> (TestApp, T) {
     use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
     const MYSQL: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+    const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
     const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
     let database = TestDatabase::create(backend);
     let mut conn = db::connect(&database.url).expect("a connection to the test database");
     match &mut conn {
         db::Connection::Mysql(c) => c.run_next_migration(MYSQL).map(drop),
+        db::Connection::Postgres(c) => c.run_next_migration(POSTGRES).map(drop),
         db::Connection::Sqlite(c) => c.run_next_migration(SQLITE).map(drop),
     }
     .expect("the first migration applied");
@@ -573,6 +581,7 @@ struct TestDatabase {
 enum Cleanup {
     None,
     Mysql { server: String, name: String },
+    Postgres { server: String, name: String },
     Sqlite { _dir: tempfile::TempDir },
 }
 
@@ -592,6 +601,19 @@ impl TestDatabase {
                     cleanup: Cleanup::Mysql { server, name },
                 }
             }
+            Backend::Postgres => {
+                let server = postgres_server_url();
+                let name = format!("latchkey_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = diesel::PgConnection::establish(&format!("{server}/postgres"))
+                    .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {server}: {e}"));
+                diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .expect("CREATE DATABASE");
+                Self {
+                    url: DatabaseUrl::Postgres(format!("{server}/{name}")),
+                    cleanup: Cleanup::Postgres { server, name },
+                }
+            }
             Backend::Sqlite => {
                 let dir = tempfile::Builder::new()
                     .prefix("latchkey-test-")
@@ -609,14 +631,37 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Cleanup::Mysql { server, name } = &self.cleanup {
-            // Only ever the database this harness created.
-            if let Ok(mut conn) = diesel::MysqlConnection::establish(server) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .execute(&mut conn);
+        // Only ever the database this harness created.
+        match &self.cleanup {
+            Cleanup::Mysql { server, name } => {
+                if let Ok(mut conn) = diesel::MysqlConnection::establish(server) {
+                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`"))
+                        .execute(&mut conn);
+                }
             }
+            Cleanup::Postgres { server, name } => {
+                if let Ok(mut conn) = diesel::PgConnection::establish(&format!("{server}/postgres"))
+                {
+                    // WITH (FORCE): a pooled connection of the stopped app may
+                    // not have closed yet.
+                    let _ = diesel::sql_query(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    ))
+                    .execute(&mut conn);
+                }
+            }
+            Cleanup::None | Cleanup::Sqlite { .. } => {}
         }
     }
+}
+
+/// `LATCHKEY_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432`
+/// (trust authentication on this machine): a server, no database.
+fn postgres_server_url() -> String {
+    std::env::var("LATCHKEY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 fn mysql_server_url() -> String {

@@ -733,7 +733,7 @@ async fn the_binary_serves_metrics_apart_reaps_in_the_background_and_stops_clean
 fn an_invalid_database_url_is_refused_without_echoing_its_password() {
     // Arrange: a mistyped scheme, with credentials in the URL.
     let password = "hunter2-db-password";
-    let url = format!("postgresql://latchkey:{password}@db.internal:5432/latchkey");
+    let url = format!("postgress://latchkey:{password}@db.internal:5432/latchkey");
 
     for args in [&["serve"][..], &["migrate"], &["user", "list"]] {
         // Act

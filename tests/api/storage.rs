@@ -247,6 +247,11 @@ async fn primary_key(app: &crate::helpers::TestApp, backend: Backend) -> Vec<Str
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'authentication_tokens' \
              AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION"
         }
+        Backend::Postgres => {
+            "SELECT a.attname::text AS column_name FROM pg_index i \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = 'authentication_tokens'::regclass AND i.indisprimary"
+        }
         Backend::Sqlite => {
             "SELECT name AS column_name FROM pragma_table_info('authentication_tokens') \
              WHERE pk > 0 ORDER BY pk"

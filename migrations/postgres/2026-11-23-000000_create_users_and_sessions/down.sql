@@ -1,0 +1,2 @@
+DROP TABLE authentication_tokens;
+DROP TABLE users;
