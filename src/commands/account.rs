@@ -51,9 +51,11 @@ pub fn set_password(conn: &mut Connection, args: &SetPasswordArgs) -> Result<(),
     let origin = cli_origin();
     let ended = {
         use diesel::Connection as _;
-        conn.transaction(|conn| {
-            let event = NewEvent::new(EventKind::PasswordChanged, &user.id, &origin);
-            users::set_password(conn, &user.id, &hash, event, now())
+        crate::db::durably(conn, |conn| {
+            conn.transaction(|conn| {
+                let event = NewEvent::new(EventKind::PasswordChanged, &user.id, &origin);
+                users::set_password(conn, &user.id, &hash, event, now())
+            })
         })
         .context("failed to set the password")?
     };

@@ -11,7 +11,7 @@ use diesel::Connection as _;
 use diesel::prelude::*;
 
 use crate::db::schema::{authentication_tokens as tokens, users};
-use crate::db::{Connection, retry_on_deadlock};
+use crate::db::{Connection, durably, retry_on_deadlock};
 use crate::domain::{SessionPolicy, TokenDigest};
 use crate::store::events::{self, EventKind, NewEvent, Origin};
 
@@ -208,17 +208,19 @@ pub fn delete_for_user(
     event: NewEvent<'_>,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    conn.transaction(|conn| {
-        let deleted = diesel::delete(
-            tokens::table
-                .find(session_id)
-                .filter(tokens::user_id.eq(user_id)),
-        )
-        .execute(conn)?;
-        if deleted == 1 {
-            events::record(conn, event, now)?;
-        }
-        Ok(deleted == 1)
+    durably(conn, |conn| {
+        conn.transaction(|conn| {
+            let deleted = diesel::delete(
+                tokens::table
+                    .find(session_id)
+                    .filter(tokens::user_id.eq(user_id)),
+            )
+            .execute(conn)?;
+            if deleted == 1 {
+                events::record(conn, event, now)?;
+            }
+            Ok(deleted == 1)
+        })
     })
 }
 
@@ -231,12 +233,14 @@ pub fn delete_all_for_user(
     event: NewEvent<'_>,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    retry_on_deadlock(|| {
-        conn.transaction(|conn| {
-            let deleted =
-                diesel::delete(tokens::table.filter(tokens::user_id.eq(user_id))).execute(conn)?;
-            events::record(conn, event, now)?;
-            Ok(deleted)
+    durably(conn, |conn| {
+        retry_on_deadlock(|| {
+            conn.transaction(|conn| {
+                let deleted = diesel::delete(tokens::table.filter(tokens::user_id.eq(user_id)))
+                    .execute(conn)?;
+                events::record(conn, event, now)?;
+                Ok(deleted)
+            })
         })
     })
 }

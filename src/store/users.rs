@@ -231,46 +231,48 @@ pub fn set_disabled(
     now: NaiveDateTime,
 ) -> QueryResult<Result<(User, usize), AdminChangeRefused>> {
     use diesel::Connection as _;
-    crate::db::retry_on_deadlock(|| {
-        conn.transaction(|conn| {
-            lock_admins(conn)?;
-            let Some(user) = find_by_id(conn, id)? else {
-                return Ok(Err(AdminChangeRefused::NotFound));
-            };
-            if user.disabled() == disabled {
-                return Ok(Ok((user, 0)));
-            }
-            if disabled && user.admin && count_admins(conn)? <= 1 {
-                return Ok(Err(AdminChangeRefused::LastAdmin));
-            }
-            let disabled_at = disabled.then_some(now);
-            diesel::update(users::table.find(id))
-                .set((
-                    users::disabled_at.eq(disabled_at),
-                    users::updated_at.eq(now),
-                ))
-                .execute(conn)?;
-            let mut ended = 0;
-            if disabled {
-                ended = diesel::delete(
-                    authentication_tokens::table.filter(authentication_tokens::user_id.eq(id)),
-                )
-                .execute(conn)?;
-                codes::delete_for_user(conn, id)?;
-            }
-            let kind = if disabled {
-                EventKind::AccountDisabled
-            } else {
-                EventKind::AccountEnabled
-            };
-            events::record(conn, audit.event(kind, id), now)?;
-            Ok(Ok((
-                User {
-                    disabled_at,
-                    ..user
-                },
-                ended,
-            )))
+    crate::db::durably(conn, |conn| {
+        crate::db::retry_on_deadlock(|| {
+            conn.transaction(|conn| {
+                lock_admins(conn)?;
+                let Some(user) = find_by_id(conn, id)? else {
+                    return Ok(Err(AdminChangeRefused::NotFound));
+                };
+                if user.disabled() == disabled {
+                    return Ok(Ok((user, 0)));
+                }
+                if disabled && user.admin && count_admins(conn)? <= 1 {
+                    return Ok(Err(AdminChangeRefused::LastAdmin));
+                }
+                let disabled_at = disabled.then_some(now);
+                diesel::update(users::table.find(id))
+                    .set((
+                        users::disabled_at.eq(disabled_at),
+                        users::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                let mut ended = 0;
+                if disabled {
+                    ended = diesel::delete(
+                        authentication_tokens::table.filter(authentication_tokens::user_id.eq(id)),
+                    )
+                    .execute(conn)?;
+                    codes::delete_for_user(conn, id)?;
+                }
+                let kind = if disabled {
+                    EventKind::AccountDisabled
+                } else {
+                    EventKind::AccountEnabled
+                };
+                events::record(conn, audit.event(kind, id), now)?;
+                Ok(Ok((
+                    User {
+                        disabled_at,
+                        ..user
+                    },
+                    ended,
+                )))
+            })
         })
     })
 }
@@ -326,29 +328,31 @@ pub fn delete(
     now: NaiveDateTime,
 ) -> QueryResult<Result<User, AdminChangeRefused>> {
     use diesel::Connection as _;
-    crate::db::retry_on_deadlock(|| {
-        conn.transaction(|conn| {
-            lock_admins(conn)?;
-            let Some(user) = find_by_id(conn, id)? else {
-                return Ok(Err(AdminChangeRefused::NotFound));
-            };
-            if user.admin && !user.disabled() && count_admins(conn)? <= 1 {
-                return Ok(Err(AdminChangeRefused::LastAdmin));
-            }
-            diesel::delete(users::table.find(id)).execute(conn)?;
-            let actor = audit.actor_id.filter(|actor| *actor != id);
-            events::record(
-                conn,
-                NewEvent {
-                    kind: EventKind::AccountDeleted,
-                    user_id: None,
-                    session_id: None,
-                    actor_id: actor,
-                    origin: audit.origin,
-                },
-                now,
-            )?;
-            Ok(Ok(user))
+    crate::db::durably(conn, |conn| {
+        crate::db::retry_on_deadlock(|| {
+            conn.transaction(|conn| {
+                lock_admins(conn)?;
+                let Some(user) = find_by_id(conn, id)? else {
+                    return Ok(Err(AdminChangeRefused::NotFound));
+                };
+                if user.admin && !user.disabled() && count_admins(conn)? <= 1 {
+                    return Ok(Err(AdminChangeRefused::LastAdmin));
+                }
+                diesel::delete(users::table.find(id)).execute(conn)?;
+                let actor = audit.actor_id.filter(|actor| *actor != id);
+                events::record(
+                    conn,
+                    NewEvent {
+                        kind: EventKind::AccountDeleted,
+                        user_id: None,
+                        session_id: None,
+                        actor_id: actor,
+                        origin: audit.origin,
+                    },
+                    now,
+                )?;
+                Ok(Ok(user))
+            })
         })
     })
 }

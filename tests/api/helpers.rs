@@ -572,8 +572,8 @@ pub async fn spawn_app_upgraded<T>(
     (spawn_app_in(database, |_| {}).await, arranged)
 }
 
-/// A database that exists for one test only.
-struct TestDatabase {
+/// A database that exists for one test only (dropped with this value).
+pub struct TestDatabase {
     url: DatabaseUrl,
     cleanup: Cleanup,
 }
@@ -586,7 +586,16 @@ enum Cleanup {
 }
 
 impl TestDatabase {
-    fn create(backend: Backend) -> Self {
+    /// The database's URL, as `DATABASE_URL` takes it.
+    pub fn url_string(&self) -> String {
+        crate::cli::database_url_string(&self.url)
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    pub fn create(backend: Backend) -> Self {
         match backend {
             Backend::Mysql => {
                 let server = mysql_server_url();

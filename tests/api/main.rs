@@ -14,6 +14,7 @@ mod cli;
 mod cli_account;
 mod cli_admin;
 mod delivery;
+mod durability;
 mod errors;
 mod events;
 mod expiry;
