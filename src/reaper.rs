@@ -1,6 +1,6 @@
 //! The background reaper: every `LATCHKEY_REAP_INTERVAL` it deletes expired
-//! sessions, expired one-time codes and security events older than
-//! `LATCHKEY_EVENT_RETENTION`, in batches of `LATCHKEY_REAP_BATCH` rows, so
+//! sessions, expired one-time codes, security events older than
+//! `LATCHKEY_EVENT_RETENTION` and throttle buckets that are full again, in batches of `LATCHKEY_REAP_BATCH` rows, so
 //! a large backlog never holds locks for long. Every instance may run one;
 //! deleting an already-deleted row is a no-op.
 
@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::db::{Connection, Pool};
 use crate::domain::{SessionPolicy, now};
-use crate::store::{codes, events, sessions};
+use crate::store::{codes, events, sessions, throttle_buckets};
 
 pub struct Reaper {
     stop: watch::Sender<bool>,
@@ -34,6 +34,7 @@ pub struct Reaped {
     pub sessions: usize,
     pub codes: usize,
     pub events: usize,
+    pub buckets: usize,
 }
 
 impl Reaper {
@@ -58,6 +59,7 @@ impl Reaper {
                             sessions = done.sessions,
                             codes = done.codes,
                             events = done.events,
+                            throttle_buckets = done.buckets,
                             "reaped expired sessions, codes and events"
                         );
                     }
@@ -95,10 +97,15 @@ pub async fn reap_all(
         events::delete_older_than_batch(conn, now() - plan.event_retention, batch)
     })
     .await?;
+    let buckets = reap(pool, batch, stopped, move |conn| {
+        throttle_buckets::delete_idle_batch(conn, now(), batch)
+    })
+    .await?;
     Ok(Reaped {
         sessions,
         codes,
         events,
+        buckets,
     })
 }
 

@@ -3,15 +3,17 @@
 use std::sync::Arc;
 
 use crate::db::{Batcher, Connection, DbThreads, Pool};
+use crate::domain::now;
 use crate::error::ApiError;
 use crate::hashing::PasswordHasher;
 use crate::metrics::Metrics;
 use crate::refusal_lines::RefusalLines;
 use crate::settings::Settings;
 use crate::store::sessions::Session;
+use crate::store::throttle_buckets;
 use crate::store::token_check::Check;
 use crate::store::users::User;
-use crate::throttle::Throttle;
+use crate::throttle::{Bucket, Throttle};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -40,6 +42,19 @@ impl AppState {
         F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
     {
         self.db_threads.run(work).await
+    }
+
+    /// Takes a token from each of `buckets` (the throttles' buckets a
+    /// request needs, from [`Throttle`]), shared with every instance on
+    /// the database; 429 with Retry-After when one is empty. No query when
+    /// every limit is off.
+    pub async fn admit(&self, buckets: Vec<Bucket>) -> Result<(), ApiError> {
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        self.db(move |conn| Ok(throttle_buckets::admit(conn, &buckets, now())?))
+            .await?
+            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })
     }
 
     /// Tells the outbox sender that a message is waiting.

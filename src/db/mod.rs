@@ -428,7 +428,9 @@ mod tests {
         let mut conn = connect(&url).expect("a connection");
         // 1 = NORMAL, 2 = FULL.
         assert_eq!(level(&mut conn), 1);
-        let inside = durably(&mut conn, |conn| Ok::<_, diesel::result::Error>(level(conn)));
+        let inside = durably(&mut conn, |conn| {
+            Ok::<_, diesel::result::Error>(level(conn))
+        });
         assert_eq!(inside, Ok(2));
         assert_eq!(level(&mut conn), 1, "back to NORMAL afterwards");
     }

@@ -68,6 +68,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The throttles' buckets (see `crate::throttle`).
+    throttle_buckets (bucket) {
+        bucket -> Text,
+        tat -> Timestamp,
+    }
+}
+
 diesel::joinable!(authentication_tokens -> users (user_id));
 diesel::joinable!(one_time_codes -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -75,5 +83,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     one_time_codes,
     outbox,
-    security_events
+    security_events,
+    throttle_buckets
 );

@@ -64,7 +64,7 @@ pub async fn verify_email(
     req: HttpRequest,
     body: web::Json<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    state.throttle.admit_code_use(&req)?;
+    state.admit(state.throttle.code_use(&req)).await?;
     let digest = CodeDigest::of_presented(&body.code).map_err(|_| ApiError::InvalidCode)?;
     let owner = code_owner(&state, &digest, Purpose::EmailVerification).await?;
     let origin = origin(&state, &req);
@@ -111,7 +111,9 @@ pub async fn resend_verification(
     if auth.user.email_verified() {
         return Err(ApiError::AlreadyVerified);
     }
-    state.throttle.admit_recovery(&req, &auth.user.email)?;
+    state
+        .admit(state.throttle.recovery(&req, &auth.user.email))
+        .await?;
     let origin = origin(&state, &req);
     let account = state.settings.account.clone();
     let recipient = MessageUser {
@@ -165,7 +167,9 @@ pub async fn delete_account(
     body: web::Json<DeleteAccountBody>,
 ) -> Result<HttpResponse, ApiError> {
     // A password check like a login's, throttled like one.
-    state.throttle.admit_login(&req, &auth.user.email)?;
+    state
+        .admit(state.throttle.login(&req, &auth.user.email))
+        .await?;
     let slot = state.hasher.reserve()?;
     let user_id = auth.user.id.clone();
     let credentials = state

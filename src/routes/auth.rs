@@ -84,7 +84,7 @@ pub async fn register(
     req: HttpRequest,
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
-    state.throttle.admit_registration(&req)?;
+    state.admit(state.throttle.registration(&req)).await?;
     let RegisterBody {
         email,
         password,
@@ -244,7 +244,7 @@ async fn log_in(
         Ok(email) => email.as_str().to_owned(),
         Err(_) => email.trim().to_lowercase(),
     };
-    if let Err(throttled) = state.throttle.admit_login(req, &account) {
+    if let Err(throttled) = state.admit(state.throttle.login(req, &account)).await {
         if state.throttle.should_record_throttled(&account) {
             let origin = origin(state, req);
             let recorded = state

@@ -146,7 +146,9 @@ pub async fn forgot(
         code: "invalid_email",
         message: e.to_string(),
     })?;
-    state.throttle.admit_recovery(&req, email.as_str())?;
+    state
+        .admit(state.throttle.recovery(&req, email.as_str()))
+        .await?;
     if state.settings.delivery.is_active() {
         let origin = origin(&state, &req);
         let state = state.clone();
@@ -213,7 +215,7 @@ pub async fn reset(
     body: web::Json<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ResetBody { code, new_password } = body.into_inner();
-    state.throttle.admit_code_use(&req)?;
+    state.admit(state.throttle.code_use(&req)).await?;
     let digest = CodeDigest::of_presented(&code).map_err(|_| ApiError::InvalidCode)?;
     let password = state
         .settings

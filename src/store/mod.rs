@@ -5,5 +5,6 @@ pub mod codes;
 pub mod events;
 pub mod outbox;
 pub mod sessions;
+pub mod throttle_buckets;
 pub mod token_check;
 pub mod users;

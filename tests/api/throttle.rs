@@ -4,7 +4,7 @@ use actix_web::http::header::HeaderName;
 use latchkey::throttle::ThrottleSettings;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, TestDatabase, spawn_app_on, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -13,6 +13,7 @@ on_both_backends!(
     a_client_ip_is_throttled_across_accounts,
     registration_is_throttled_per_ip_and_creates_nothing_when_refused,
     behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket,
+    two_instances_on_one_database_share_every_limit,
 );
 
 /// 20 an hour gives a burst of 2.
@@ -171,4 +172,55 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket(backend
     assert_eq!(first.status(), 401);
     assert_throttled(again).await;
     assert_eq!(other_client.status(), 401);
+}
+
+async fn two_instances_on_one_database_share_every_limit(backend: Backend) {
+    // Arrange: two latchkeys on one database, each allowing an account 20
+    // login attempts an hour (a burst of 2) and 10 recovery mails per
+    // address (a burst of 1).
+    let database = TestDatabase::create(backend);
+    let settings = |s: &mut latchkey::settings::Settings| {
+        s.throttle = ThrottleSettings {
+            login_per_account_per_hour: 20,
+            recovery_per_email_per_hour: 10,
+            ..ThrottleSettings::default()
+        };
+    };
+    let a = spawn_app_on(database.url().clone(), settings).await;
+    let b = spawn_app_on(database.url().clone(), settings).await;
+    let user = a.register_user().await;
+
+    // Act: the burst is spent through A, then B is asked.
+    for _ in 0..2 {
+        let response = login_from(&a, &user.email, "not the password at all", None).await;
+        assert_eq!(response.status(), 401);
+    }
+    let through_b = login_from(&b, &user.email, PASSWORD, None).await;
+
+    // Assert: B refuses: the deployment allows the limit, not twice it.
+    assert_throttled(through_b).await;
+    assert_throttled(login_from(&a, &user.email, PASSWORD, None).await).await;
+    // Recovery mails too (and the answer says nothing about the account).
+    for (app, expected) in [(&a, 202), (&b, 429)] {
+        let response = app
+            .post_json("/auth/password/forgot", &json!({ "email": user.email }))
+            .await;
+        assert_eq!(response.status(), expected);
+    }
+    // The buckets hold no email.
+    let keys: Vec<String> = a
+        .with_db(|conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::throttle_buckets;
+            throttle_buckets::table
+                .select(throttle_buckets::bucket)
+                .load(conn)
+                .unwrap()
+        })
+        .await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter().all(|k| k.len() == 64 && !k.contains('@')),
+        "{keys:?}"
+    );
 }
