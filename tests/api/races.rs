@@ -332,13 +332,25 @@ async fn concurrent_checks_of_many_tokens_each_get_their_own_answer(backend: Bac
     );
 }
 
-/// MySQL only (SQLite locks the whole database, so it never deadlocks): a
-/// batch that slides two sessions of one user locks them in key order, and a
-/// transaction holding the second while asking for the first closes a cycle.
-/// InnoDB rolls back the lighter side, the slide; the batch retries it, and
-/// its checks still succeed.
+/// MySQL and PostgreSQL (SQLite locks the whole database, so it never
+/// deadlocks): a batch that slides two sessions of one user locks them in
+/// order (InnoDB: key order; PostgreSQL: the order of the rows in the heap,
+/// which the arranging updates below make the same), and a transaction
+/// holding the second while asking for the first closes a cycle. InnoDB
+/// rolls back the lighter side, the slide; PostgreSQL the side whose wait
+/// first reaches `deadlock_timeout`, the slide again (40P01). The batch
+/// retries it, and its checks still succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_whose_slide_loses_a_deadlock_retries_it_mysql() {
+    a_batch_whose_slide_loses_a_deadlock_retries_it(Backend::Mysql).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_slide_loses_a_deadlock_retries_it_postgres() {
+    a_batch_whose_slide_loses_a_deadlock_retries_it(Backend::Postgres).await
+}
+
+async fn a_batch_whose_slide_loses_a_deadlock_retries_it(backend: Backend) {
     use diesel::prelude::*;
     use latchkey::db::schema::authentication_tokens as tokens;
     use latchkey::db::{PoolOptions, build_pool};
@@ -346,7 +358,7 @@ async fn a_batch_whose_slide_loses_a_deadlock_retries_it_mysql() {
     use latchkey::store::token_check::{Check, Touch, authenticate};
     use std::sync::mpsc;
 
-    let app = spawn_app_with(Backend::Mysql, |_| {}).await;
+    let app = spawn_app_with(backend, |_| {}).await;
     let user = app.insert_user("two-sessions@example.com").await;
     // The slide locks rows in primary-key order, by token digest:
     // x is the session whose digest sorts first, so the slide locks x first.
@@ -421,12 +433,23 @@ async fn a_batch_whose_slide_loses_a_deadlock_retries_it_mysql() {
     // Once B has slid x and waits for y, A asks for x. (MariaDB's
     // INNODB_TRX does not list a transaction in a lock wait.)
     let mut observer = pool.get().unwrap();
-    let mut waiting = || {
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-            // A slide that has run for 200 ms is waiting for a lock (y).
+    let waiting_slides = match backend {
+        // A slide that has run for 200 ms is waiting for a lock (y).
+        Backend::Mysql => {
             "(SELECT COUNT(*) FROM information_schema.PROCESSLIST \
               WHERE INFO LIKE 'UPDATE authentication_tokens SET last_updated_at%' \
-              AND TIME_MS > 200)",
+              AND TIME_MS > 200)"
+        }
+        Backend::Postgres => {
+            "(SELECT COUNT(*) FROM pg_stat_activity \
+              WHERE query LIKE 'UPDATE authentication_tokens SET last_updated_at%' \
+              AND wait_event_type = 'Lock')"
+        }
+        Backend::Sqlite => unreachable!("SQLite never deadlocks"),
+    };
+    let mut waiting = || {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            waiting_slides,
         ))
         .get_result::<i64>(&mut **observer)
         .unwrap()
