@@ -2,7 +2,8 @@
 # Installs the system packages latchkey needs to build and test, if they are
 # missing: the MySQL/MariaDB and PostgreSQL client libraries (diesel links
 # them), pkg-config,
-# and nginx (the forward-authentication tests start one).
+# nginx (the forward-authentication tests start one), and galera-4 and
+# rsync (the cluster tests start a three-node Galera cluster).
 # SQLite is compiled in (libsqlite3-sys "bundled"), so it needs nothing.
 set -euo pipefail
 
@@ -19,6 +20,10 @@ fi
 pkg-config --exists libpq 2>/dev/null || missing+=(libpq-dev)
 # nginx: the forward-authentication tests run latchkey behind a real one.
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# A three-node Galera cluster (galera-4, with rsync for its state transfers;
+# mariadb-server comes from ensure-mariadb.sh) for the cluster tests.
+[ -f /usr/lib/galera/libgalera_smm.so ] || missing+=(galera-4)
+command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     sudo=""

@@ -113,20 +113,29 @@ pub fn is_unavailable(error: &diesel::result::Error) -> bool {
 }
 /// Runs a write transaction again when the database chose it as the victim
 /// of a deadlock (MySQL error 1213, reported by diesel as a serialization
-/// failure): the transaction was rolled back whole, so a retry is safe.
+/// failure; also how Galera reports a certification conflict with a write
+/// committed on another node; PostgreSQL's 40P01): the transaction was
+/// rolled back whole, so a retry is safe. Later attempts wait a little
+/// (a few milliseconds, growing, with jitter), so that transactions racing
+/// for one row across Galera nodes stop colliding.
 pub fn retry_on_deadlock<T>(mut attempt: impl FnMut() -> QueryResult<T>) -> QueryResult<T> {
     use diesel::result::{DatabaseErrorKind, Error};
-    const ATTEMPTS: usize = 3;
-    for _ in 1..ATTEMPTS {
+    const ATTEMPTS: u32 = 8;
+    for n in 1..ATTEMPTS {
         match attempt() {
-            Err(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => continue,
-            // PostgreSQL's 40P01, which diesel does not name.
+            Err(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => {}
+            // PostgreSQL's 40P01, which diesel does not name; and MySQL's
+            // 1213 when it comes from COMMIT (Galera's certification
+            // conflict), which diesel reports without a kind.
             Err(Error::DatabaseError(DatabaseErrorKind::Unknown, info))
-                if info.message().starts_with("deadlock detected") =>
-            {
-                continue;
-            }
+                if info.message().starts_with("deadlock detected")
+                    || info.message().starts_with("Deadlock found") => {}
             done => return done,
+        }
+        if n > 1 {
+            use rand::RngExt as _;
+            let jitter = rand::rng().random_range(0..=n * 2);
+            std::thread::sleep(Duration::from_millis(u64::from(n + jitter)));
         }
     }
     attempt()
@@ -274,9 +283,16 @@ impl r2d2::ManageConnection for ConnectionManager {
 /// settings that backend needs.
 fn open(url: &DatabaseUrl) -> Result<Connection, r2d2::Error> {
     match url {
-        DatabaseUrl::Mysql(url) => diesel::MysqlConnection::establish(url)
-            .map(Connection::Mysql)
-            .map_err(r2d2::Error::ConnectionError),
+        DatabaseUrl::Mysql(url) => {
+            let mut conn =
+                diesel::MysqlConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
+            // On a Galera node, every read first waits until the node has
+            // applied what the cluster committed before it: a session
+            // logged out through another node is never seen alive here.
+            // (An error means a server without Galera: nothing to do.)
+            let _ = conn.batch_execute("SET SESSION wsrep_sync_wait = IF(@@global.wsrep_on, 1, 0)");
+            Ok(Connection::Mysql(conn))
+        }
         DatabaseUrl::Postgres(url) => {
             let mut conn =
                 diesel::PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;

@@ -19,6 +19,7 @@ mod errors;
 mod events;
 mod expiry;
 mod faults;
+mod galera;
 mod headers;
 mod health;
 mod hostile;

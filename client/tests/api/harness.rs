@@ -4,8 +4,10 @@
 //! Shared by the tests of `latchkey-client` and of `examples/bookstore`
 //! (which include this file by path), so both start latchkey the same way.
 //! MySQL tests use `LATCHKEY_TEST_MYSQL_URL` (default
-//! `mysql://root@127.0.0.1:3306`), create `<package>_test_<random>` there
-//! and drop only that database; SQLite tests use a file in a fresh temp dir.
+//! `mysql://root@127.0.0.1:3306`), PostgreSQL tests use
+//! `LATCHKEY_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`);
+//! each creates `<package>_test_<random>` on that server and drops only that
+//! database. SQLite tests use a file in a fresh temp dir.
 
 use diesel::prelude::*;
 use latchkey::db::schema::{authentication_tokens, users};
@@ -23,11 +25,13 @@ pub const PASSWORD: &str = "correct horse battery staple";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Mysql,
+    Postgres,
     Sqlite,
 }
 
 /// Generates one `#[tokio::test]` per backend for each named async fn
-/// taking a `Backend`: `name::mysql` and `name::sqlite`.
+/// taking a `Backend`: `name::mysql`, `name::postgres` and `name::sqlite`
+/// (the macro kept its name from when there were two).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -36,6 +40,10 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn mysql() {
                     super::$name($crate::harness::Backend::Mysql).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::harness::Backend::Postgres).await
                 }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
@@ -302,6 +310,7 @@ struct TestDatabase {
 
 enum Cleanup {
     Mysql { server: String, name: String },
+    Postgres { server: String, name: String },
     Sqlite { _dir: tempfile::TempDir },
 }
 
@@ -313,11 +322,7 @@ impl TestDatabase {
                     .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
                     .trim_end_matches('/')
                     .to_owned();
-                let name = format!(
-                    "{}_test_{}",
-                    env!("CARGO_PKG_NAME").replace('-', "_"),
-                    uuid::Uuid::new_v4().simple()
-                );
+                let name = database_name();
                 let mut conn = diesel::MysqlConnection::establish(&server)
                     .unwrap_or_else(|e| panic!("cannot reach MySQL at {server}: {e}"));
                 diesel::sql_query(format!("CREATE DATABASE `{name}`"))
@@ -326,6 +331,22 @@ impl TestDatabase {
                 Self {
                     url: DatabaseUrl::Mysql(format!("{server}/{name}")),
                     cleanup: Cleanup::Mysql { server, name },
+                }
+            }
+            Backend::Postgres => {
+                let server = std::env::var("LATCHKEY_TEST_POSTGRES_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+                    .trim_end_matches('/')
+                    .to_owned();
+                let name = database_name();
+                let mut conn = diesel::PgConnection::establish(&format!("{server}/postgres"))
+                    .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {server}: {e}"));
+                diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .expect("CREATE DATABASE");
+                Self {
+                    url: DatabaseUrl::Postgres(format!("{server}/{name}")),
+                    cleanup: Cleanup::Postgres { server, name },
                 }
             }
             Backend::Sqlite => {
@@ -343,14 +364,37 @@ impl TestDatabase {
     }
 }
 
+/// `<package>_test_<random>`, e.g. `latchkey_client_test_…`.
+fn database_name() -> String {
+    format!(
+        "{}_test_{}",
+        env!("CARGO_PKG_NAME").replace('-', "_"),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Cleanup::Mysql { server, name } = &self.cleanup {
-            // Only ever the database this harness created.
-            if let Ok(mut conn) = diesel::MysqlConnection::establish(server) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .execute(&mut conn);
+        // Only ever the database this harness created.
+        match &self.cleanup {
+            Cleanup::Mysql { server, name } => {
+                if let Ok(mut conn) = diesel::MysqlConnection::establish(server) {
+                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`"))
+                        .execute(&mut conn);
+                }
             }
+            Cleanup::Postgres { server, name } => {
+                if let Ok(mut conn) = diesel::PgConnection::establish(&format!("{server}/postgres"))
+                {
+                    // WITH (FORCE): a pooled connection of the stopped
+                    // latchkey may not have closed yet.
+                    let _ = diesel::sql_query(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    ))
+                    .execute(&mut conn);
+                }
+            }
+            Cleanup::Sqlite { .. } => {}
         }
     }
 }

@@ -1,4 +1,4 @@
-//! latchkey-client against a real latchkey, on MariaDB and on SQLite.
+//! latchkey-client against a real latchkey, on MariaDB, PostgreSQL and SQLite.
 
 mod harness;
 

@@ -1,4 +1,4 @@
-//! The bookstore in front of a real latchkey (on MariaDB and on SQLite),
+//! The bookstore in front of a real latchkey (on MariaDB, PostgreSQL and SQLite),
 //! both in this process, over HTTP.
 
 // latchkey-client's test harness, so that both crates start latchkey the
