@@ -116,11 +116,11 @@ pub fn is_unavailable(error: &diesel::result::Error) -> bool {
 /// failure; also how Galera reports a certification conflict with a write
 /// committed on another node; PostgreSQL's 40P01): the transaction was
 /// rolled back whole, so a retry is safe. Later attempts wait a little
-/// (a few milliseconds, growing, with jitter), so that transactions racing
-/// for one row across Galera nodes stop colliding.
+/// (a few milliseconds, growing, with jitter; up to 16 attempts), so that
+/// transactions racing for one row across Galera nodes stop colliding.
 pub fn retry_on_deadlock<T>(mut attempt: impl FnMut() -> QueryResult<T>) -> QueryResult<T> {
     use diesel::result::{DatabaseErrorKind, Error};
-    const ATTEMPTS: u32 = 8;
+    const ATTEMPTS: u32 = 16;
     for n in 1..ATTEMPTS {
         match attempt() {
             Err(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => {}
@@ -133,9 +133,12 @@ pub fn retry_on_deadlock<T>(mut attempt: impl FnMut() -> QueryResult<T>) -> Quer
             done => return done,
         }
         if n > 1 {
+            // 2-6 ms after the second loss, growing to 15-45 ms: about half
+            // a second in all before the last attempt.
             use rand::RngExt as _;
-            let jitter = rand::rng().random_range(0..=n * 2);
-            std::thread::sleep(Duration::from_millis(u64::from(n + jitter)));
+            let base = n.min(15);
+            let jitter = rand::rng().random_range(0..=base * 2);
+            std::thread::sleep(Duration::from_millis(u64::from(base + jitter)));
         }
     }
     attempt()

@@ -68,6 +68,9 @@ pub struct Row {
 pub fn due(conn: &mut Connection, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<Row>> {
     outbox::table
         .filter(outbox::next_attempt_at.le(now))
+        // An expired message is never sent (its code is dead), even if it
+        // was queued after this pass dropped the expired ones.
+        .filter(outbox::expires_at.gt(now))
         .order((outbox::next_attempt_at.asc(), outbox::id.asc()))
         .limit(limit)
         .select(Row::as_select())
