@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::verification_spec;
+use super::auth::{record_failed_login, verification_spec};
 use super::client::origin;
 use super::password::{Accepted, code_owner};
 use crate::auth::Authenticated;
@@ -183,19 +183,7 @@ pub async fn delete_account(
     drop(slot);
     let origin = origin(&state, &req);
     if verification == Verification::Mismatch {
-        let user_id = auth.user.id.clone();
-        let recorded = state
-            .db(move |conn| {
-                Ok(events::record(
-                    conn,
-                    NewEvent::new(EventKind::LoginFailed, &user_id, &origin),
-                    now(),
-                )?)
-            })
-            .await;
-        if let Err(e) = recorded {
-            tracing::warn!(error = %e, "failed to record a wrong password");
-        }
+        record_failed_login(&state, auth.user.id.clone(), origin).await;
         return Err(ApiError::WrongCurrentPassword);
     }
     let user_id = auth.user.id.clone();

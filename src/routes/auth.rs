@@ -391,9 +391,10 @@ pub(super) fn invalid_password(e: InvalidPassword) -> ApiError {
     }
 }
 
-/// Records `login_failed` for an existing account; a failure to record is
-/// logged, never turned into an error for the client.
-async fn record_failed_login(state: &AppState, user_id: String, origin: events::Origin) {
+/// Records `login_failed` for an existing account (a wrong password at
+/// login or when deleting the account); a failure to record is logged,
+/// never turned into an error for the client.
+pub(super) async fn record_failed_login(state: &AppState, user_id: String, origin: events::Origin) {
     let recorded = state
         .db(move |conn| {
             Ok(events::record(
