@@ -3,7 +3,8 @@
 # missing: the MySQL/MariaDB and PostgreSQL client libraries (diesel links
 # them), pkg-config,
 # nginx (the forward-authentication tests start one), and galera-4 and
-# rsync (the cluster tests start a three-node Galera cluster).
+# rsync (the cluster tests start a three-node Galera cluster), and haproxy
+# (in front of that cluster).
 # SQLite is compiled in (libsqlite3-sys "bundled"), so it needs nothing.
 set -euo pipefail
 
@@ -24,6 +25,8 @@ pkg-config --exists libpq 2>/dev/null || missing+=(libpq-dev)
 # mariadb-server comes from ensure-mariadb.sh) for the cluster tests.
 [ -f /usr/lib/galera/libgalera_smm.so ] || missing+=(galera-4)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+# HAProxy, which the cluster tests put in front of the Galera nodes.
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     sudo=""

@@ -290,8 +290,73 @@ impl From<diesel::result::Error> for ApiError {
     }
 }
 
+/// A transaction that answered with an API error is run again (see
+/// [`crate::db::retry_on_deadlock`]) only when the database error it came
+/// from says it lost a race.
+impl crate::db::LostRace for ApiError {
+    fn lost_race(&self) -> bool {
+        match self {
+            Self::Internal(cause) => cause
+                .downcast_ref::<diesel::result::Error>()
+                .is_some_and(crate::db::LostRace::lost_race),
+            _ => false,
+        }
+    }
+}
+
 impl From<diesel::r2d2::PoolError> for ApiError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         Self::Unavailable(anyhow::Error::new(error).context("no database connection available"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::*;
+    use crate::db::{LostRace as _, retry_on_deadlock};
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> Error {
+        Error::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn an_api_error_knows_when_its_transaction_lost_a_race() {
+        // Galera's certification conflict, as MariaDB reports it from COMMIT.
+        let conflict = database_error(
+            DatabaseErrorKind::Unknown,
+            "Deadlock found when trying to get lock; try restarting transaction",
+        );
+        assert!(ApiError::from(conflict).lost_race());
+        let deadlock = database_error(DatabaseErrorKind::SerializationFailure, "deadlock");
+        assert!(ApiError::from(deadlock).lost_race());
+        let taken = database_error(DatabaseErrorKind::UniqueViolation, "Duplicate entry");
+        assert!(!ApiError::from(taken).lost_race());
+        assert!(!ApiError::Conflict.lost_race());
+    }
+
+    #[test]
+    fn a_transaction_answering_api_errors_is_retried_only_for_a_lost_race() {
+        let mut attempts = 0;
+        let answer = retry_on_deadlock(|| {
+            attempts += 1;
+            if attempts < 3 {
+                return Err(ApiError::from(database_error(
+                    DatabaseErrorKind::Unknown,
+                    "Deadlock found when trying to get lock; try restarting transaction",
+                )));
+            }
+            Ok(attempts)
+        });
+        assert_eq!(answer.ok(), Some(3));
+
+        let mut attempts = 0;
+        let answer: Result<(), ApiError> = retry_on_deadlock(|| {
+            attempts += 1;
+            Err(ApiError::WrongCurrentPassword)
+        });
+        assert!(matches!(answer, Err(ApiError::WrongCurrentPassword)));
+        assert_eq!(attempts, 1, "an answer is not a lost race");
     }
 }

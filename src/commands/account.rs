@@ -52,9 +52,11 @@ pub fn set_password(conn: &mut Connection, args: &SetPasswordArgs) -> Result<(),
     let ended = {
         use diesel::Connection as _;
         crate::db::durably(conn, |conn| {
-            conn.transaction(|conn| {
-                let event = NewEvent::new(EventKind::PasswordChanged, &user.id, &origin);
-                users::set_password(conn, &user.id, &hash, event, now())
+            crate::db::retry_on_deadlock(|| {
+                conn.transaction(|conn| {
+                    let event = NewEvent::new(EventKind::PasswordChanged, &user.id, &origin);
+                    users::set_password(conn, &user.id, &hash, event, now())
+                })
             })
         })
         .context("failed to set the password")?

@@ -33,10 +33,12 @@ pub fn create(conn: &mut Connection, args: UserCreateArgs) -> Result<(), Command
     let origin = super::cli_origin();
     let created = {
         use diesel::Connection as _;
-        conn.transaction(|conn| {
-            users::insert(conn, &new)?;
-            let event = NewEvent::new(EventKind::Registered, &id, &origin);
-            events::record(conn, event, now).map_err(CreateUserError::Database)
+        crate::db::retry_on_deadlock(|| {
+            conn.transaction(|conn| {
+                users::insert(conn, &new)?;
+                let event = NewEvent::new(EventKind::Registered, &id, &origin);
+                events::record(conn, event, now).map_err(CreateUserError::Database)
+            })
         })
     };
     match created {

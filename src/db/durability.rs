@@ -4,30 +4,50 @@
 
 use std::time::Duration;
 
-use diesel::QueryResult;
 use diesel::connection::SimpleConnection as _;
 
 use super::Connection;
 
+/// An error that may mean the transaction lost a race the database settled
+/// by rolling it back whole, so that running it again is safe.
+pub trait LostRace {
+    fn lost_race(&self) -> bool;
+}
+
+impl LostRace for diesel::result::Error {
+    /// A deadlock's victim (MySQL error 1213, reported by diesel as a
+    /// serialization failure; also how Galera reports a certification
+    /// conflict with a write committed on another node), PostgreSQL's
+    /// 40P01, which diesel does not name, and MySQL's 1213 when it comes
+    /// from COMMIT (Galera's certification conflict), which diesel reports
+    /// without a kind.
+    fn lost_race(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+            Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+                info.message().starts_with("deadlock detected")
+                    || info.message().starts_with("Deadlock found")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Runs a write transaction again when the database chose it as the victim
-/// of a deadlock (MySQL error 1213, reported by diesel as a serialization
-/// failure; also how Galera reports a certification conflict with a write
-/// committed on another node; PostgreSQL's 40P01): the transaction was
-/// rolled back whole, so a retry is safe. Later attempts wait a little
-/// (a few milliseconds, growing, with jitter; up to 16 attempts), so that
+/// of a deadlock or a certification conflict (see [`LostRace`]): it was
+/// rolled back whole, so a retry is safe. Later attempts wait a little (a
+/// few milliseconds, growing, with jitter; up to 16 attempts), so that
 /// transactions racing for one row across Galera nodes stop colliding.
-pub fn retry_on_deadlock<T>(mut attempt: impl FnMut() -> QueryResult<T>) -> QueryResult<T> {
-    use diesel::result::{DatabaseErrorKind, Error};
+/// Works for any error that can tell (`diesel`'s, and the API's, which
+/// keeps the database error it came from).
+pub fn retry_on_deadlock<T, E: LostRace>(
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
     const ATTEMPTS: u32 = 16;
     for n in 1..ATTEMPTS {
         match attempt() {
-            Err(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => {}
-            // PostgreSQL's 40P01, which diesel does not name; and MySQL's
-            // 1213 when it comes from COMMIT (Galera's certification
-            // conflict), which diesel reports without a kind.
-            Err(Error::DatabaseError(DatabaseErrorKind::Unknown, info))
-                if info.message().starts_with("deadlock detected")
-                    || info.message().starts_with("Deadlock found") => {}
+            Err(e) if e.lost_race() => {}
             done => return done,
         }
         if n > 1 {

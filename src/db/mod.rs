@@ -29,7 +29,7 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 
 pub use batch::Batcher;
 pub use connection::DbConnection as Connection;
-pub use durability::{durably, retry_on_deadlock};
+pub use durability::{LostRace, durably, retry_on_deadlock};
 pub use threads::DbThreads;
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
@@ -106,6 +106,9 @@ pub fn is_unavailable(error: &diesel::result::Error) -> bool {
                 "terminating connection",
                 "the database system is",
                 "no connection to the server",
+                // A Galera node that is not (yet) part of the primary
+                // component: another node can answer.
+                "wsrep has not yet prepared node",
             ]
             .iter()
             .any(|needle| message.contains(needle))

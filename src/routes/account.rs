@@ -72,18 +72,20 @@ pub async fn verify_email(
     state
         .db(move |conn| {
             use diesel::Connection as _;
-            conn.transaction::<_, ApiError, _>(|conn| {
-                let now = now();
-                if !codes::spend(conn, &digest, Purpose::EmailVerification, &user_id, now)? {
-                    return Err(ApiError::InvalidCode);
-                }
-                users::mark_email_verified(conn, &user_id, now)?;
-                events::record(
-                    conn,
-                    NewEvent::new(EventKind::EmailVerified, &user_id, &origin),
-                    now,
-                )?;
-                Ok(())
+            crate::db::retry_on_deadlock(|| {
+                conn.transaction::<_, ApiError, _>(|conn| {
+                    let now = now();
+                    if !codes::spend(conn, &digest, Purpose::EmailVerification, &user_id, now)? {
+                        return Err(ApiError::InvalidCode);
+                    }
+                    users::mark_email_verified(conn, &user_id, now)?;
+                    events::record(
+                        conn,
+                        NewEvent::new(EventKind::EmailVerified, &user_id, &origin),
+                        now,
+                    )?;
+                    Ok(())
+                })
             })
         })
         .await?;

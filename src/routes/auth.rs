@@ -118,7 +118,8 @@ pub async fn register(
     let (user, session_id) = state
         .db(move |conn| {
             use diesel::Connection as _;
-            conn.transaction::<_, ApiError, _>(|conn| {
+            // Retried on a lost race (a certification conflict on Galera).
+            crate::db::retry_on_deadlock(|| conn.transaction::<_, ApiError, _>(|conn| {
                 users::insert(
                     conn,
                     &NewUser {
@@ -145,7 +146,7 @@ pub async fn register(
                     now,
                 )?;
                 Ok(())
-            })?;
+            }))?;
             if delivering {
                 // A transaction of its own: a registration never fails for
                 // its verification mail.

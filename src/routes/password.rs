@@ -95,28 +95,30 @@ pub async fn change_password(
         .db(move |conn| {
             use diesel::Connection as _;
             crate::db::durably(conn, |conn| {
-                conn.transaction::<_, ApiError, _>(|conn| {
-                    let now = now();
-                    if !users::replace_password_hash(
-                        conn,
-                        &credentials.id,
-                        &credentials.password_hash,
-                        &new_hash,
-                        now,
-                    )? {
-                        return Err(ApiError::Conflict);
-                    }
-                    crate::store::events::record(
-                        conn,
-                        NewEvent::new(EventKind::PasswordChanged, &credentials.id, &origin)
-                            .session(&keep),
-                        now,
-                    )?;
-                    Ok(sessions::delete_all_for_user_except(
-                        conn,
-                        &credentials.id,
-                        &keep,
-                    )?)
+                crate::db::retry_on_deadlock(|| {
+                    conn.transaction::<_, ApiError, _>(|conn| {
+                        let now = now();
+                        if !users::replace_password_hash(
+                            conn,
+                            &credentials.id,
+                            &credentials.password_hash,
+                            &new_hash,
+                            now,
+                        )? {
+                            return Err(ApiError::Conflict);
+                        }
+                        crate::store::events::record(
+                            conn,
+                            NewEvent::new(EventKind::PasswordChanged, &credentials.id, &origin)
+                                .session(&keep),
+                            now,
+                        )?;
+                        Ok(sessions::delete_all_for_user_except(
+                            conn,
+                            &credentials.id,
+                            &keep,
+                        )?)
+                    })
                 })
             })
         })
@@ -230,17 +232,20 @@ pub async fn reset(
         .db(move |conn| {
             use diesel::Connection as _;
             crate::db::durably(conn, |conn| {
-                conn.transaction::<_, ApiError, _>(|conn| {
-                    let now = now();
-                    // Of concurrent uses of one code, only one deletes it.
-                    if !codes::spend(conn, &digest, Purpose::PasswordReset, &user_id, now)? {
-                        return Err(ApiError::InvalidCode);
-                    }
-                    let event = NewEvent::new(EventKind::PasswordResetCompleted, &user_id, &origin);
-                    let revoked = users::set_password(conn, &user_id, &new_hash, event, now)?;
-                    // The code reached the address: it is the user's.
-                    users::mark_email_verified(conn, &user_id, now)?;
-                    Ok(revoked)
+                crate::db::retry_on_deadlock(|| {
+                    conn.transaction::<_, ApiError, _>(|conn| {
+                        let now = now();
+                        // Of concurrent uses of one code, only one deletes it.
+                        if !codes::spend(conn, &digest, Purpose::PasswordReset, &user_id, now)? {
+                            return Err(ApiError::InvalidCode);
+                        }
+                        let event =
+                            NewEvent::new(EventKind::PasswordResetCompleted, &user_id, &origin);
+                        let revoked = users::set_password(conn, &user_id, &new_hash, event, now)?;
+                        // The code reached the address: it is the user's.
+                        users::mark_email_verified(conn, &user_id, now)?;
+                        Ok(revoked)
+                    })
                 })
             })
         })

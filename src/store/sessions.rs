@@ -209,17 +209,19 @@ pub fn delete_for_user(
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
     durably(conn, |conn| {
-        conn.transaction(|conn| {
-            let deleted = diesel::delete(
-                tokens::table
-                    .find(session_id)
-                    .filter(tokens::user_id.eq(user_id)),
-            )
-            .execute(conn)?;
-            if deleted == 1 {
-                events::record(conn, event, now)?;
-            }
-            Ok(deleted == 1)
+        retry_on_deadlock(|| {
+            conn.transaction(|conn| {
+                let deleted = diesel::delete(
+                    tokens::table
+                        .find(session_id)
+                        .filter(tokens::user_id.eq(user_id)),
+                )
+                .execute(conn)?;
+                if deleted == 1 {
+                    events::record(conn, event, now)?;
+                }
+                Ok(deleted == 1)
+            })
         })
     })
 }

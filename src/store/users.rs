@@ -71,6 +71,12 @@ pub enum CreateUserError {
     Database(#[from] DieselError),
 }
 
+impl crate::db::LostRace for CreateUserError {
+    fn lost_race(&self) -> bool {
+        matches!(self, Self::Database(e) if e.lost_race())
+    }
+}
+
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
@@ -178,27 +184,29 @@ pub fn set_admin(
     now: NaiveDateTime,
 ) -> QueryResult<Result<User, AdminChangeRefused>> {
     use diesel::Connection as _;
-    conn.transaction(|conn| {
-        lock_admins(conn)?;
-        let Some(user) = find_by_id(conn, id)? else {
-            return Ok(Err(AdminChangeRefused::NotFound));
-        };
-        if user.admin == admin {
-            return Ok(Ok(user));
-        }
-        if user.admin && !user.disabled() && count_admins(conn)? <= 1 {
-            return Ok(Err(AdminChangeRefused::LastAdmin));
-        }
-        diesel::update(users::table.find(id))
-            .set((users::admin.eq(admin), users::updated_at.eq(now)))
-            .execute(conn)?;
-        let kind = if admin {
-            EventKind::AdminGranted
-        } else {
-            EventKind::AdminRevoked
-        };
-        events::record(conn, audit.event(kind, id), now)?;
-        Ok(Ok(User { admin, ..user }))
+    crate::db::retry_on_deadlock(|| {
+        conn.transaction(|conn| {
+            lock_admins(conn)?;
+            let Some(user) = find_by_id(conn, id)? else {
+                return Ok(Err(AdminChangeRefused::NotFound));
+            };
+            if user.admin == admin {
+                return Ok(Ok(user));
+            }
+            if user.admin && !user.disabled() && count_admins(conn)? <= 1 {
+                return Ok(Err(AdminChangeRefused::LastAdmin));
+            }
+            diesel::update(users::table.find(id))
+                .set((users::admin.eq(admin), users::updated_at.eq(now)))
+                .execute(conn)?;
+            let kind = if admin {
+                EventKind::AdminGranted
+            } else {
+                EventKind::AdminRevoked
+            };
+            events::record(conn, audit.event(kind, id), now)?;
+            Ok(Ok(User { admin, ..user }))
+        })
     })
 }
 

@@ -20,6 +20,7 @@ mod events;
 mod expiry;
 mod faults;
 mod galera;
+mod galera_cluster;
 mod headers;
 mod health;
 mod hostile;
