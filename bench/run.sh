@@ -244,7 +244,9 @@ cpu_ms() {
     [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 0
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print int(($12 + $13) * 1000 / hz) }' "/proc/$1/stat"
 }
-mariadb_pid() { pgrep -o -x 'mariadbd|mysqld' || true; }
+# BENCH_MARIADB_PID: the server whose CPU the table reports, when
+# BENCH_MYSQL_URL is not the machine's own (bench/galera.sh passes node 0's).
+mariadb_pid() { echo "${BENCH_MARIADB_PID:-$(pgrep -o -x 'mariadbd|mysqld' || true)}"; }
 
 # cpu_snapshot SERVICE_PID: "label ms" lines — each wrk (by its path), the
 # service, its bcrypt threads, MariaDB, and every process on the machine.

@@ -270,18 +270,17 @@ impl Drop for Cluster {
     }
 }
 
-/// Debian's HAProxy, balancing MySQL connections over the cluster's nodes:
-/// a node is taken out after two failed checks half a second apart (its
-/// open connections are cut, so clients reconnect at once), a connection
-/// to a dead node is sent to another, and a node that comes back is taken
-/// in again after four good checks.
+/// Debian's HAProxy with the documented configuration,
+/// `docs/haproxy-galera.cfg`, balancing MySQL connections over the
+/// cluster's nodes.
 pub struct Haproxy {
     child: Child,
     port: u16,
     dir: PathBuf,
 }
 
-/// The MySQL user HAProxy's health check logs in as (no password, no rights).
+/// The MySQL user HAProxy's health check logs in as (no password, no rights),
+/// as `docs/haproxy-galera.cfg` names it.
 const CHECK_USER: &str = "haproxy_check";
 
 impl Haproxy {
@@ -297,24 +296,20 @@ impl Haproxy {
         let dir = cluster.dir.join("haproxy");
         std::fs::create_dir_all(&dir).expect("haproxy's directory");
         let port = free_port();
-        let servers: String = (0..cluster.nodes.len())
-            .map(|i| format!("    server n{i} 127.0.0.1:{} check\n", cluster.port(i)))
-            .collect();
+        let mut text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/haproxy-galera.cfg"
+        ))
+        .expect("docs/haproxy-galera.cfg")
+        .replace("LISTEN", &format!("127.0.0.1:{port}"));
+        for i in 0..cluster.nodes.len() {
+            text = text.replace(
+                &format!("NODE{i}"),
+                &format!("127.0.0.1:{}", cluster.port(i)),
+            );
+        }
         let config = dir.join("haproxy.cfg");
-        std::fs::write(
-            &config,
-            format!(
-                "global\n    maxconn 1000\n\n\
-                 defaults\n    mode tcp\n    timeout connect 1s\n    timeout check 1s\n\
-                 \x20   timeout client 1h\n    timeout server 1h\n    retries 3\n\
-                 \x20   option redispatch\n\n\
-                 listen galera\n    bind 127.0.0.1:{port}\n    balance leastconn\n\
-                 \x20   option mysql-check user {CHECK_USER} post-41\n\
-                 \x20   default-server inter 500ms fall 2 rise 4 on-marked-down shutdown-sessions\n\
-                 {servers}"
-            ),
-        )
-        .expect("haproxy.cfg");
+        std::fs::write(&config, text).expect("haproxy.cfg");
         let checked = Command::new("/usr/sbin/haproxy")
             .arg("-c")
             .arg("-f")
