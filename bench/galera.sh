@@ -22,7 +22,7 @@ SLAP_CLIENTS=${BENCH_SLAP_CLIENTS:-8}
 SLAP_QUERIES=${BENCH_SLAP_QUERIES:-200000}
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
-scripts/install-deps.sh >&2
+scripts/install-deps.sh --test >&2
 command -v mariadb-slap >/dev/null || { log "mariadb-slap (mariadb-client) is required"; exit 1; }
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

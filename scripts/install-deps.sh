@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Installs the system packages latchkey needs to build and test, if they are
+# Installs the system packages latchkey needs to build, if they are
 # missing: the MySQL/MariaDB and PostgreSQL client libraries (diesel links
-# them), pkg-config,
-# nginx (the forward-authentication tests start one), and galera-4 and
-# rsync (the cluster tests start a three-node Galera cluster), and haproxy
-# (in front of that cluster).
+# them) and pkg-config. With --test, also the servers the tests start
+# themselves: nginx (the forward-authentication tests), galera-4 and rsync
+# (a three-node Galera cluster) and haproxy (in front of that cluster).
 # SQLite is compiled in (libsqlite3-sys "bundled"), so it needs nothing.
 set -euo pipefail
 
@@ -19,14 +18,16 @@ if ! pkg-config --exists libmariadb 2>/dev/null && ! pkg-config --exists mysqlcl
     missing+=(libmariadb-dev)
 fi
 pkg-config --exists libpq 2>/dev/null || missing+=(libpq-dev)
-# nginx: the forward-authentication tests run latchkey behind a real one.
-[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
-# A three-node Galera cluster (galera-4, with rsync for its state transfers;
-# mariadb-server comes from ensure-mariadb.sh) for the cluster tests.
-[ -f /usr/lib/galera/libgalera_smm.so ] || missing+=(galera-4)
-command -v rsync >/dev/null 2>&1 || missing+=(rsync)
-# HAProxy, which the cluster tests put in front of the Galera nodes.
-[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+if [ "${1:-}" = "--test" ]; then
+    # nginx: the forward-authentication tests run latchkey behind a real one.
+    [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+    # A three-node Galera cluster (galera-4, with rsync for its state transfers;
+    # mariadb-server comes from ensure-mariadb.sh) for the cluster tests.
+    [ -f /usr/lib/galera/libgalera_smm.so ] || missing+=(galera-4)
+    command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+    # HAProxy, which the cluster tests put in front of the Galera nodes.
+    [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     sudo=""

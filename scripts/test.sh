@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 scripts/ensure-mariadb.sh
 scripts/ensure-postgres.sh
 
