@@ -4,6 +4,7 @@
 mod batch;
 mod connection;
 mod durability;
+mod migrate;
 pub mod schema;
 mod threads;
 
@@ -15,11 +16,6 @@ use diesel::Connection as _;
 use diesel::connection::SimpleConnection as _;
 use diesel::prelude::*;
 use diesel::r2d2;
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
-
-const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// The database used when `DATABASE_URL` is unset: a file next to the process.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://latchkey.sqlite3";
@@ -30,6 +26,7 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 pub use batch::Batcher;
 pub use connection::DbConnection as Connection;
 pub use durability::{LostRace, durably, retry_on_deadlock};
+pub use migrate::run_migrations;
 pub use threads::DbThreads;
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
@@ -299,19 +296,6 @@ pub fn build_pool(url: &DatabaseUrl, options: &PoolOptions) -> Pool {
 /// A round trip to the database, for readiness and connection checks.
 pub fn ping(conn: &mut Connection) -> QueryResult<()> {
     diesel::sql_query("SELECT 1").execute(conn).map(|_| ())
-}
-
-/// Applies the pending migrations of the connection's backend and returns
-/// the versions it applied.
-pub fn run_migrations(conn: &mut Connection) -> anyhow::Result<Vec<String>> {
-    let applied = match conn {
-        Connection::Mysql(c) => c.run_pending_migrations(MYSQL_MIGRATIONS),
-        Connection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
-        Connection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
-    }
-    .map_err(|e| anyhow::anyhow!(e))
-    .context("failed to apply the database migrations")?;
-    Ok(applied.into_iter().map(|v| v.to_string()).collect())
 }
 
 /// Opens one connection outside any pool (for the CLI).

@@ -17,23 +17,26 @@ use crate::helpers::{PASSWORD, TestApp, assert_error, spawn_app_on};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_two_galera_nodes_agree_at_once_and_hold_the_cap() {
-    // Arrange: the cluster, a database on it, latchkey A on node 0 and B on node 1.
+    // Arrange: the cluster, an empty database on it, latchkey A on node 0
+    // and B on node 1.
     let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
     let name = format!("latchkey_galera_{}", uuid::Uuid::new_v4().simple());
     let mut conn = diesel::MysqlConnection::establish(&cluster.server_url(0)).unwrap();
     diesel::sql_query(format!("CREATE DATABASE `{name}`"))
         .execute(&mut conn)
         .unwrap();
-    let a = spawn_app_on(
-        DatabaseUrl::Mysql(format!("{}/{name}", cluster.server_url(0))),
-        |_| {},
-    )
-    .await;
-    let b = spawn_app_on(
-        DatabaseUrl::Mysql(format!("{}/{name}", cluster.server_url(1))),
-        |_| {},
-    )
-    .await;
+    // Started together on the empty database, as replicas are: both
+    // migrate it through their own node (Galera refuses GET_LOCK).
+    let (a, b) = tokio::join!(
+        spawn_app_on(
+            DatabaseUrl::Mysql(format!("{}/{name}", cluster.server_url(0))),
+            |_| {},
+        ),
+        spawn_app_on(
+            DatabaseUrl::Mysql(format!("{}/{name}", cluster.server_url(1))),
+            |_| {},
+        )
+    );
 
     // A session created through A is valid on B at once.
     let user = a.register_user().await;

@@ -37,6 +37,7 @@ mod reaper;
 mod recovery;
 mod register;
 mod sessions;
+mod startup;
 mod status;
 mod storage;
 mod throttle;
