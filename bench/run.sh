@@ -236,7 +236,7 @@ start_process() {
     now=$(date +%s%N)
     READY_MS=$(((now - t0) / 1000000))
     DB_BEFORE=$(db_counters)
-    CPU_BEFORE="$(cpu_ms "$SERVER_PID") $(cpu_ms "$(mariadb_pid)")"
+    CPU_BEFORE="$(cpu_ms "$SERVER_PID") $(db_cpu_ms)"
 }
 
 # cpu_ms PID: user + system CPU time the process has used, in ms ("" if gone).
@@ -247,6 +247,22 @@ cpu_ms() {
 # BENCH_MARIADB_PID: the server whose CPU the table reports, when
 # BENCH_MYSQL_URL is not the machine's own (bench/galera.sh passes node 0's).
 mariadb_pid() { echo "${BENCH_MARIADB_PID:-$(pgrep -o -x 'mariadbd|mysqld' || true)}"; }
+# db_cpu_ms: CPU time of the database the current scenario uses, in ms:
+# MariaDB's server, or for the *-postgres scenarios every postgres process
+# together (PostgreSQL runs a process per connection; the pool's are open
+# from ready to stop, so none of its work is missed).
+db_cpu_ms() {
+    if [[ $CURRENT_LABEL == *-postgres ]]; then
+        local pid total=0 ms
+        for pid in $(pgrep -x postgres); do
+            ms=$(cpu_ms "$pid")
+            total=$((total + ${ms:-0}))
+        done
+        echo "$total"
+    else
+        cpu_ms "$(mariadb_pid)"
+    fi
+}
 
 # cpu_snapshot SERVICE_PID: "label ms" lines — each wrk (by its path), the
 # service, its bcrypt threads, MariaDB, and every process on the machine.
@@ -329,7 +345,7 @@ start_baseline() { # LABEL [VAR=VALUE...] (a later DATABASE_URL=… wins)
 # Reads the peak RSS (VmHWM) and stops the process; sets RSS_KB.
 stop_process() {
     RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
-    ROUND_CPU=$(delta "$CPU_BEFORE" "$(cpu_ms "$SERVER_PID") $(cpu_ms "$(mariadb_pid)")")
+    ROUND_CPU=$(delta "$CPU_BEFORE" "$(cpu_ms "$SERVER_PID") $(db_cpu_ms)")
     CPU_DELTA[$CURRENT_LABEL]=$(add "${CPU_DELTA[$CURRENT_LABEL]:-}" "$ROUND_CPU")
     local db_after
     db_after=$(db_counters)
@@ -430,7 +446,7 @@ record() { # NAME WRK_OUT
     cp "$out" "$WORK/out/$name.wrk"
     log "  $name: $(printf '%.0f' "${ROUND_RPS[$key]}") req/s, p50 $(ms "${ROUND_P50[$key]}"), p99 $(ms "${ROUND_P99[$key]}"), non-2xx $(field "$out" non2xx), socket errors $sockerr, peak RSS $(mib "$RSS_KB"), ready ${READY_MS} ms$(
         [ "$name" = "$CURRENT_LABEL" ] && awk -v d="$ROUND_CPU" -v r="$requests" \
-            'BEGIN { split(d, x, " "); if (r > 0 && d != "") printf ", CPU/request %.0f µs service + %.0f µs MariaDB", x[1] * 1000 / r, x[2] * 1000 / r }')"
+            'BEGIN { split(d, x, " "); if (r > 0 && d != "") printf ", CPU/request %.0f µs service + %.0f µs database", x[1] * 1000 / r, x[2] * 1000 / r }')"
 }
 
 # median NUMBER...: the middle value (mean of the two middle ones), empty
@@ -851,7 +867,8 @@ notes() {
             printf "%s %.2f SELECT + %.2f UPDATE + %.2f INSERT + %.2f DELETE (%.2f PREPARE, %.2f buffer-pool misses); ", l, x[1] / r, x[2] / r, x[3] / r, x[4] / r, x[5] / r, x[6] / r }')"
     done
     local cpu=""
-    for label in baseline-read baseline-block baseline-write status verify status-touch0 status-sqlite login flood scale scale-baseline scale-wide; do
+    for label in baseline-read baseline-block baseline-write status verify status-touch0 status-sqlite \
+        baseline-read-postgres baseline-write-postgres status-postgres status-touch0-postgres login flood scale scale-baseline scale-wide; do
         [ -n "${CPU_DELTA[$label]:-}" ] || continue
         local requests=${REQUESTS[$label]:-0}
         [ "$label" = flood ] && requests=$((${REQUESTS[flood-check]:-0} + ${REQUESTS[flood-login]:-0}))
@@ -859,7 +876,7 @@ notes() {
             split(d, x, " "); if (r == 0) exit
             printf "%s %.0f + %.0f µs; ", l, x[1] * 1000 / r, x[2] * 1000 / r }')"
     done
-    [ -n "$cpu" ] && echo "- CPU time per HTTP request, service + MariaDB (from /proc, ready → stop; steadier than requests/s on a shared machine): ${cpu%; }."
+    [ -n "$cpu" ] && echo "- CPU time per HTTP request, service + database (MariaDB; PostgreSQL's processes for the *-postgres rows; from /proc, ready → stop; steadier than requests/s on a shared machine): ${cpu%; }."
     [ -n "$per_request" ] && echo "- MariaDB statements per HTTP request (server counters, whole process lifetime, requests = wrk's count): ${per_request%; }."
     [ -n "${LOG_VOLUME[status]:-}" ] && echo "- log volume at the default RUST_LOG=info (one line per request; of 503 answers, at most 10 lines a second): status wrote ${LOG_VOLUME[status]}${LOG_VOLUME[flood]:+, flood ${LOG_VOLUME[flood]}}."
     if [ -n "$busy" ]; then

@@ -1,6 +1,7 @@
-//! Instances of one deployment starting together, as an orchestrator starts
-//! the replicas of a new deployment on an empty database: every one comes
-//! up, and the schema is migrated once.
+//! Starting up: instances of one deployment starting together, as an
+//! orchestrator starts the replicas of a new deployment on an empty
+//! database (every one comes up, and the schema is migrated once), and the
+//! settings latchkey gives its connections.
 
 use diesel::prelude::*;
 
@@ -41,4 +42,28 @@ async fn instances_started_at_once_on_an_empty_database_all_come_up(backend: Bac
         .count();
     assert_eq!(recorded, i64::try_from(migrations).unwrap());
     drop(apps);
+}
+
+/// latchkey's PostgreSQL connections plan for data in cache (see
+/// `db::open`): a batch of checks is joined to its users by index, not by
+/// hashing the users table. Never raised above the server's own setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_plan_for_cached_data() {
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        random_page_cost: String,
+    }
+    let database = TestDatabase::create(Backend::Postgres);
+    let url = database.url().clone();
+    let cost = tokio::task::spawn_blocking(move || {
+        let mut conn = latchkey::db::connect(&url).expect("a connection");
+        diesel::sql_query("SHOW random_page_cost")
+            .get_result::<Setting>(&mut conn)
+            .expect("the setting")
+            .random_page_cost
+    })
+    .await
+    .unwrap();
+    assert_eq!(cost, "1.1");
 }
