@@ -99,20 +99,8 @@ pub enum UserCommand {
 pub struct SetPasswordArgs {
     #[arg(long)]
     pub email: String,
-    /// Read the password from standard input (the only way).
-    #[arg(long, required = true)]
-    pub password_stdin: bool,
     #[command(flatten)]
-    pub hashing: HashingArgs,
-    /// Minimum password length in characters.
-    #[arg(
-        long,
-        env = "LATCHKEY_PASSWORD_MIN_LENGTH",
-        value_name = "LATCHKEY_PASSWORD_MIN_LENGTH",
-        default_value_t = settings::DEFAULT_PASSWORD_MIN_LENGTH as u16,
-        value_parser = clap::value_parser!(u16).range(8..=128)
-    )]
-    pub password_min_length: u16,
+    pub password: NewPasswordArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -209,6 +197,14 @@ pub struct UserCreateArgs {
     /// Give the user the admin flag.
     #[arg(long)]
     pub admin: bool,
+    #[command(flatten)]
+    pub password: NewPasswordArgs,
+}
+
+/// A new password for a command to set: read from standard input, checked
+/// against the length rule, hashed as the server would.
+#[derive(Debug, Args)]
+pub struct NewPasswordArgs {
     /// Read the password from standard input (the only way: never put a
     /// password on a command line, where `ps` shows it).
     #[arg(long, required = true)]

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::output::{print_json, print_table};
 use super::{CommandError, cli_origin, find_user};
-use crate::cli::{EmailArgs, EventsArgs, HashingArgs, ResetLinkArgs, SetPasswordArgs};
+use crate::cli::{EmailArgs, EventsArgs, NewPasswordArgs, ResetLinkArgs, SetPasswordArgs};
 use crate::db::Connection;
 use crate::delivery::message::MessageUser;
 use crate::domain::{Password, PasswordPolicy, Purpose, now};
@@ -19,8 +19,14 @@ use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::users::{self, AdminChangeRefused, Audit};
 use crate::views::UserSummary;
 
+/// Reads the new password from standard input, checks it and hashes it.
+pub fn new_password_hash(args: &NewPasswordArgs) -> Result<String, CommandError> {
+    let password = read_password(args.password_min_length)?;
+    hash_password(&args.hashing, password)
+}
+
 /// Reads one line from standard input as a password, checked against the policy.
-pub fn read_password(min_chars: u16) -> Result<Password, CommandError> {
+fn read_password(min_chars: u16) -> Result<Password, CommandError> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -36,7 +42,10 @@ pub fn read_password(min_chars: u16) -> Result<Password, CommandError> {
 }
 
 /// bcrypt on one thread of its own, outside any server.
-pub fn hash_password(hashing: &HashingArgs, password: Password) -> Result<String, CommandError> {
+fn hash_password(
+    hashing: &crate::cli::HashingArgs,
+    password: Password,
+) -> Result<String, CommandError> {
     let hasher = PasswordHasher::start(&hashing.to_settings(1, 1, Duration::MAX), None)
         .context("failed to start bcrypt")?;
     Ok(actix_web::rt::System::new()
@@ -46,8 +55,7 @@ pub fn hash_password(hashing: &HashingArgs, password: Password) -> Result<String
 
 pub fn set_password(conn: &mut Connection, args: &SetPasswordArgs) -> Result<(), CommandError> {
     let user = find_user(conn, &args.email)?;
-    let password = read_password(args.password_min_length)?;
-    let hash = hash_password(&args.hashing, password)?;
+    let hash = new_password_hash(&args.password)?;
     let origin = cli_origin();
     let ended = {
         use diesel::Connection as _;

@@ -17,8 +17,7 @@ const PAGE: i64 = 500;
 
 pub fn create(conn: &mut Connection, args: UserCreateArgs) -> Result<(), CommandError> {
     let email = parse_email(&args.email)?;
-    let password = super::account::read_password(args.password_min_length)?;
-    let password_hash = super::account::hash_password(&args.hashing, password)?;
+    let password_hash = super::account::new_password_hash(&args.password)?;
 
     let now = now();
     let id = users::new_id();

@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::process::Output;
 
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use latchkey::db::schema::{one_time_codes, outbox, users};
 use serde_json::{Value, json};
@@ -73,18 +72,6 @@ async fn password_hash(app: &TestApp, user_id: &str) -> String {
         users::table
             .find(user_id)
             .select(users::password_hash)
-            .first(conn)
-            .expect("the user row")
-    })
-    .await
-}
-
-async fn disabled_at(app: &TestApp, user_id: &str) -> Option<NaiveDateTime> {
-    let user_id = user_id.to_owned();
-    app.with_db(move |conn| {
-        users::table
-            .find(user_id)
-            .select(users::disabled_at)
             .first(conn)
             .expect("the user row")
     })
@@ -246,7 +233,7 @@ async fn user_disable_ends_every_session_and_refuses_logins_until_user_enable(ba
     // Assert
     assert!(stdout.contains("suspended"), "{stdout}");
     assert!(stdout.contains("ended 2 sessions"), "{stdout}");
-    assert!(disabled_at(&app, &user.user_id).await.is_some());
+    assert!(app.disabled_at(&user.user_id).await.is_some());
     assert!(app.session_rows(&user.user_id).await.is_empty());
     for token in [&user.token, &second] {
         assert_error(app.status(token).await, 401, "invalid_token").await;
@@ -268,7 +255,7 @@ async fn user_disable_ends_every_session_and_refuses_logins_until_user_enable(ba
     assert_eq!(body["email"], user.email.as_str(), "{body}");
     assert_eq!(body["disabled"], false, "{body}");
     assert!(!body.to_string().contains("password_hash"), "{body}");
-    assert_eq!(disabled_at(&app, &user.user_id).await, None);
+    assert_eq!(app.disabled_at(&user.user_id).await, None);
     let token = app.login_token(&user.email, PASSWORD).await;
     assert_eq!(app.status(&token).await.status(), 200);
     let disabled = events_of_kind(&app, &user.user_id, "account_disabled").await;
@@ -296,7 +283,7 @@ async fn user_disable_of_the_last_admin_exits_1_and_changes_nothing(backend: Bac
         text(&output.stderr)
     );
     assert!(text(&output.stdout).is_empty());
-    assert_eq!(disabled_at(&app, &admin.user_id).await, None);
+    assert_eq!(app.disabled_at(&admin.user_id).await, None);
     assert_eq!(app.admin_flag(&admin.user_id).await, Some(true));
     assert_eq!(app.status(&admin.token).await.status(), 200);
     assert!(

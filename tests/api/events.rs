@@ -125,18 +125,6 @@ async fn patch_user(app: &TestApp, token: &str, user_id: &str, body: Value) -> r
     .await
 }
 
-async fn disabled_at(app: &TestApp, user_id: &str) -> Option<NaiveDateTime> {
-    let user_id = user_id.to_owned();
-    app.with_db(move |conn| {
-        users::table
-            .find(user_id)
-            .select(users::disabled_at)
-            .first(conn)
-            .expect("the user row")
-    })
-    .await
-}
-
 async fn event_exists(app: &TestApp, id: String) -> bool {
     app.with_db(move |conn| {
         security_events::table
@@ -488,7 +476,7 @@ async fn suspension_ends_every_session_and_refuses_logins_like_a_wrong_password(
     assert_eq!(suspended["id"], user.user_id.as_str(), "{suspended}");
     assert_eq!(suspended["disabled"], true, "{suspended}");
     assert_eq!(suspended["active_sessions"], 0, "{suspended}");
-    assert!(disabled_at(&app, &user.user_id).await.is_some());
+    assert!(app.disabled_at(&user.user_id).await.is_some());
     assert!(app.session_rows(&user.user_id).await.is_empty());
     for token in [&user.token, &second] {
         assert_error(app.status(token).await, 401, "invalid_token").await;
@@ -516,7 +504,7 @@ async fn suspension_ends_every_session_and_refuses_logins_like_a_wrong_password(
 
     // Assert
     assert_eq!(restored["disabled"], false, "{restored}");
-    assert_eq!(disabled_at(&app, &user.user_id).await, None);
+    assert_eq!(app.disabled_at(&user.user_id).await, None);
     let token = app.login_token(&user.email, PASSWORD).await;
     assert_eq!(app.status(&token).await.status(), 200);
 }
@@ -538,7 +526,7 @@ async fn the_only_admin_cannot_be_suspended(backend: Backend) {
 
     // Assert
     assert_error(response, 409, "last_admin").await;
-    assert_eq!(disabled_at(&app, &admin.user_id).await, None);
+    assert_eq!(app.disabled_at(&admin.user_id).await, None);
     assert_eq!(app.admin_flag(&admin.user_id).await, Some(true));
     assert_eq!(app.session_rows(&admin.user_id).await.len(), 1);
     assert_eq!(app.status(&admin.token).await.status(), 200);

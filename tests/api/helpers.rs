@@ -358,6 +358,19 @@ impl TestApp {
     }
 
     /// Every row of `authentication_tokens` for a user.
+    /// When the user was suspended (`users.disabled_at`), if they are.
+    pub async fn disabled_at(&self, user_id: &str) -> Option<NaiveDateTime> {
+        let user_id = user_id.to_owned();
+        self.with_db(move |conn| {
+            users::table
+                .find(user_id)
+                .select(users::disabled_at)
+                .first(conn)
+                .expect("the user row")
+        })
+        .await
+    }
+
     pub async fn session_rows(&self, user_id: &str) -> Vec<SessionRow> {
         let user_id = user_id.to_owned();
         self.with_db(move |conn| {
